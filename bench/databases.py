@@ -1,0 +1,74 @@
+"""Throwaway databases: a fresh SQLite file or a fresh PostgreSQL database for every run."""
+
+import secrets
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+PG_ADMIN = "postgresql://root@127.0.0.1:5432/test"
+PG_START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    kind: str  # "sqlite" or "postgresql"
+    url: str  # as the servers read it from DATABASE_URL
+
+    def count_rows(self, table: str) -> int | None:
+        """Rows in `table`, or None when the table does not exist (the server never created it)."""
+        query = f"SELECT count(*) FROM {table}"  # table names are the harness's own constants
+        try:
+            if self.kind == "sqlite":
+                with sqlite3.connect(self.url.removeprefix("sqlite:///")) as connection:
+                    return int(connection.execute(query).fetchone()[0])
+            with psycopg.connect(self.url) as connection:
+                row = connection.execute(query.encode()).fetchone()
+                return int(row[0]) if row else None
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+            return None
+
+
+@contextmanager
+def fresh_sqlite(directory: Path, name: str) -> Iterator[Database]:
+    path = directory / f"{name}.db"
+    yield Database("sqlite", f"sqlite:///{path}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def ensure_postgres() -> None:
+    """Starts this machine's cluster if it is down; the harness needs nothing else from it."""
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=3).close()
+        return
+    except psycopg.OperationalError:
+        pass
+    version = next(Path("/etc/postgresql").iterdir()).name
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                   check=True, timeout=PG_START_TIMEOUT_S)
+    psycopg.connect(PG_ADMIN, connect_timeout=10).close()
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[Database]:
+    name = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield Database("postgresql", f"postgresql://root@127.0.0.1:5432/{name}")
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            # FORCE: a server killed mid-run may leave sessions that would block the drop.
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def fresh(kind: str, directory: Path, name: str) -> Iterator[Database]:
+    with fresh_sqlite(directory, name) if kind == "sqlite" else fresh_postgres() as database:
+        yield database

@@ -1,0 +1,58 @@
+"""The API's error vocabulary: one exception per documented error code, one JSON shape for all.
+
+Every error the service answers with is `{"error": {"code": ..., "message": ...}}`; the handlers in
+main.py turn these exceptions (and FastAPI's own) into that shape.
+"""
+
+
+class ApiError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class InvalidJson(ApiError):
+    code = "invalid_json"
+
+
+class InvalidPayload(ApiError):
+    code = "invalid_payload"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnknownProvider(ApiError):
+    status_code = 404
+    code = "unknown_provider"
+
+
+class ProviderNotConfigured(ApiError):
+    status_code = 404
+    code = "provider_not_configured"
+
+
+class PaymentNotFound(ApiError):
+    status_code = 404
+    code = "payment_not_found"
+
+
+class EventNotFound(ApiError):
+    status_code = 404
+    code = "event_not_found"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class StorageUnavailable(ApiError):
+    status_code = 503
+    code = "storage_unavailable"

@@ -1,0 +1,43 @@
+"""The normalised event every provider adapter produces, and the payment lifecycle it feeds."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+# The documented status vocabulary, ranked: a payment's state only moves to an equal or higher rank,
+# so a late or replayed event never moves it back. `failed` ranks below `authorized` because Razorpay
+# documents that `payment.failed` can arrive before a late authorisation and capture of the same
+# payment. Disputes are a branch after capture: opened, then won or lost.
+STATUS_RANK: Final[dict[str, int]] = {
+    "created": 0,
+    "failed": 1,
+    "authorized": 2,
+    "captured": 3,
+    "partially_refunded": 4,
+    "refunded": 5,
+    "disputed": 6,
+    "dispute_won": 7,
+    "dispute_lost": 7,
+}
+NO_STATUS_RANK: Final = -1  # events that say nothing about the payment's state (e.g. refund.created)
+
+
+def status_rank(status: str | None) -> int:
+    return NO_STATUS_RANK if status is None else STATUS_RANK[status]
+
+
+@dataclass(slots=True, frozen=True)
+class NormalizedEvent:
+    provider: str
+    event_id: str
+    id_derived: bool  # True when the provider sent no id and the key is the body's SHA-256
+    event_type: str | None
+    payment_id: str | None
+    status: str | None  # from STATUS_RANK's vocabulary
+    provider_status: str | None  # exactly as the provider said it
+    amount: int | None  # minor units of `currency`
+    currency: str | None  # upper-case ISO 4217
+    occurred_at: datetime
+    received_at: datetime
+    raw_body: bytes
+    headers: dict[str, str]

@@ -1,0 +1,96 @@
+"""Reading typed fields out of a provider's JSON, with errors that name the field.
+
+Everything stored must fit its column on both databases (PostgreSQL refuses NUL in text and numbers
+past 64 bits), so values are checked here, at the edge, rather than failing a whole write batch later.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from errors import InvalidPayload
+
+MAX_ID_LENGTH = 255
+BIGINT_MAX = 2**63 - 1
+_MISSING = object()
+
+
+def get_path(payload: object, path: str) -> Any:
+    """`get_path(p, "data.object.id")`: the value, or None where any step is absent or not an object."""
+    value: Any = payload
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def text(value: object, field: str, *, required: bool = False, max_length: int = MAX_ID_LENGTH) -> str | None:
+    """An identifier-like string (ids, types, statuses). Numbers are accepted as their decimal text."""
+    if value is None or value == "":
+        if required:
+            raise InvalidPayload(f"payload is missing the required field {field!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidPayload(f"field {field!r} must be a string")
+    result = str(value)
+    if len(result) > max_length:
+        raise InvalidPayload(f"field {field!r} is longer than {max_length} characters")
+    if not result.isprintable():
+        raise InvalidPayload(f"field {field!r} contains control characters")
+    return result
+
+
+def required_text(value: object, field: str) -> str:
+    result = text(value, field, required=True)
+    assert result is not None  # text() raises for a missing required field
+    return result
+
+
+def amount(value: object, field: str) -> int | None:
+    """An integer amount in minor units that fits a 64-bit column."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPayload(f"field {field!r} must be an integer amount in minor units")
+    if abs(value) > BIGINT_MAX:
+        raise InvalidPayload(f"field {field!r} is out of range")
+    return value
+
+
+def currency(value: object, field: str) -> str | None:
+    code = text(value, field, max_length=3)
+    if code is None:
+        return None
+    if len(code) != 3 or not code.isalpha():
+        raise InvalidPayload(f"field {field!r} must be a three-letter ISO 4217 code")
+    return code.upper()
+
+
+def unix_time(value: object, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPayload(f"field {field!r} must be a unix timestamp")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidPayload(f"field {field!r} is not a valid unix timestamp") from exc
+
+
+def iso_time(value: object, field: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidPayload(f"field {field!r} must be an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidPayload(f"field {field!r} is not an ISO 8601 time") from exc
+    # A time without an offset is taken as UTC, which is what every provider here sends.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def derived_event_id(body: bytes) -> str:
+    """The key for providers that send no event id: identical retries of one body dedupe."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()

@@ -1,0 +1,142 @@
+"""The `payments` projection: each payment's current state, folded from its events.
+
+The fold is a maximum (the status comes from the event with the greatest (rank, occurred_at, row id)),
+a sum (event_count) and a min/max (first_seen_at, last_event_at). All three are order-independent, so
+deliveries in any order, in any batches, and a rebuild from the events table all give the same rows.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, case, delete, select, tuple_
+
+from database import dialect_insert
+from events import status_rank
+from models import Event, Payment
+
+REBUILD_CHUNK = 5_000
+
+
+class EventFacts(Protocol):
+    """What the fold reads from an event: a NormalizedEvent and a row of the events table both fit."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def payment_id(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def provider_status(self) -> str | None: ...
+    @property
+    def amount(self) -> int | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def received_at(self) -> datetime: ...
+
+
+def _fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
+    """One projection row per payment in `stored` ((row id, event) pairs of newly stored events)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for row_id, event in stored:
+        if event.payment_id is None:
+            continue
+        key = (event.provider, event.payment_id)
+        order = (status_rank(event.status), event.occurred_at, row_id)
+        row = rows.setdefault(
+            key,
+            {
+                "provider": event.provider,
+                "payment_id": event.payment_id,
+                "first_seen_at": event.received_at,
+                "last_event_at": event.occurred_at,
+                "event_count": 0,
+            },
+        )
+        row["event_count"] += 1
+        row["first_seen_at"] = min(row["first_seen_at"], event.received_at)
+        row["last_event_at"] = max(row["last_event_at"], event.occurred_at)
+        if "status_rank" in row and order <= (row["status_rank"], row["status_occurred_at"], row["status_event_id"]):
+            continue
+        row.update(
+            status=event.status,
+            provider_status=event.provider_status,
+            amount=event.amount,
+            currency=event.currency,
+            status_rank=order[0],
+            status_occurred_at=order[1],
+            status_event_id=order[2],
+        )
+    # Sorted keys: two processes upserting overlapping payments lock rows in the same order, so they
+    # wait for each other instead of deadlocking.
+    return [rows[key] for key in sorted(rows)]
+
+
+def apply(connection: Connection, stored: Iterable[tuple[int, EventFacts]]) -> None:
+    """Fold newly stored events into `payments`, inside the caller's transaction."""
+    rows = _fold(stored)
+    if not rows:
+        return
+    table = Payment.__table__
+    current = table.c
+    stmt = dialect_insert(connection.engine, table)  # type: ignore[arg-type]
+    new = stmt.excluded
+    newer = tuple_(new.status_rank, new.status_occurred_at, new.status_event_id) > tuple_(
+        current.status_rank, current.status_occurred_at, current.status_event_id
+    )
+    status_columns = (
+        "status",
+        "provider_status",
+        "amount",
+        "currency",
+        "status_rank",
+        "status_occurred_at",
+        "status_event_id",
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[current.provider, current.payment_id],
+        set_={
+            **{name: case((newer, new[name]), else_=current[name]) for name in status_columns},
+            "event_count": current.event_count + new.event_count,
+            "first_seen_at": case(
+                (new.first_seen_at < current.first_seen_at, new.first_seen_at), else_=current.first_seen_at
+            ),
+            "last_event_at": case(
+                (new.last_event_at > current.last_event_at, new.last_event_at), else_=current.last_event_at
+            ),
+        },
+    )
+    connection.execute(stmt, rows)
+
+
+def rebuild(connection: Connection) -> int:
+    """Recompute every payment from the events table, in chunks, inside the caller's transaction.
+
+    Returns the number of events folded."""
+    connection.execute(delete(Payment))
+    columns = (
+        Event.id,
+        Event.provider,
+        Event.payment_id,
+        Event.status,
+        Event.provider_status,
+        Event.amount,
+        Event.currency,
+        Event.occurred_at,
+        Event.received_at,
+    )
+    folded = 0
+    last_id = 0
+    while True:
+        chunk = connection.execute(
+            select(*columns).where(Event.id > last_id).order_by(Event.id).limit(REBUILD_CHUNK)
+        ).all()
+        if not chunk:
+            return folded
+        apply(connection, ((row.id, row) for row in chunk))
+        folded += len(chunk)
+        last_id = chunk[-1].id

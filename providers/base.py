@@ -1,0 +1,52 @@
+"""What every provider adapter provides: which headers it needs, how it verifies, how it normalises."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from config import Settings
+from events import NormalizedEvent
+from security import HeaderMap, require_header
+
+# Headers worth keeping with every stored event: they identify the delivery and never hold a secret.
+# Authorization, cookies and anything else not listed are never stored.
+COMMON_STORED_HEADERS = ("content-type", "user-agent", "x-request-id")
+
+
+class Provider(ABC):
+    name: ClassVar[str]
+    # Each tuple is one required header with its accepted aliases; all must be present before the
+    # body is read, so a delivery with no signature costs nothing.
+    required_headers: ClassVar[tuple[tuple[str, ...], ...]]
+    # Provider headers stored with the event (signatures and ids are not secret; they are evidence).
+    stored_headers: ClassVar[tuple[str, ...]]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    @abstractmethod
+    def secrets(self) -> Sequence[str]:
+        """The configured secrets (or webhook ids); empty means the provider is not configured."""
+
+    def check_headers(self, headers: HeaderMap) -> None:
+        for names in self.required_headers:
+            require_header(headers, *names)
+
+    @abstractmethod
+    async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
+        """Raise a `security.SignatureError` unless the body is authentic."""
+
+    @abstractmethod
+    def normalise(
+        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
+    ) -> NormalizedEvent:
+        """Raise `errors.InvalidPayload` naming the field when the provider's own format is not met."""
+
+    def delivery_headers(self, headers: HeaderMap) -> dict[str, str]:
+        return {
+            name: value
+            for name in (*COMMON_STORED_HEADERS, *self.stored_headers)
+            if (value := headers.get(name)) is not None
+        }

@@ -1,0 +1,172 @@
+"""PayPal: RSA (SHA256withRSA) over "transmission_id|transmission_time|webhook_id|crc32(body)".
+
+Verified offline with `cryptography`, never by calling PayPal's verify API. The signing certificate is
+either pinned (PAYPAL_CERT_PATH) or fetched from PAYPAL-CERT-URL, which must be https on an allow-listed
+PayPal host; either way it must be currently valid and issued to a *.paypal.com name. Fetched
+certificates are cached until they expire.
+
+Payment id by resource type (from `resource`): capture, sale, order and authorization events use
+`resource.id`; refund events use the capture (or sale) they refund, from the `up` link, falling back to
+`resource.id`.
+"""
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import extract
+from config import Settings
+from errors import InvalidPayload
+from events import NormalizedEvent
+from money import decimal_to_minor
+from providers.base import Provider
+from security import HeaderMap, SignatureInvalid, paypal_public_key, require_header, verify_paypal
+
+_HEADERS = (
+    "paypal-transmission-id",
+    "paypal-transmission-time",
+    "paypal-transmission-sig",
+    "paypal-cert-url",
+    "paypal-auth-algo",
+)
+_FETCH_TIMEOUT_SECONDS = 5
+_MAX_CACHED_CERTS = 16
+
+_STATUS_BY_EVENT = {
+    "CHECKOUT.ORDER.APPROVED": "authorized",
+    "PAYMENT.AUTHORIZATION.CREATED": "authorized",
+    "PAYMENT.AUTHORIZATION.VOIDED": "failed",
+    "PAYMENT.CAPTURE.PENDING": "created",
+    "PAYMENT.CAPTURE.COMPLETED": "captured",
+    "PAYMENT.CAPTURE.DENIED": "failed",
+    "PAYMENT.CAPTURE.DECLINED": "failed",
+    "PAYMENT.CAPTURE.REFUNDED": "refunded",
+    "PAYMENT.CAPTURE.REVERSED": "refunded",
+    "PAYMENT.SALE.PENDING": "created",
+    "PAYMENT.SALE.COMPLETED": "captured",
+    "PAYMENT.SALE.DENIED": "failed",
+    "PAYMENT.SALE.REFUNDED": "refunded",
+    "PAYMENT.SALE.REVERSED": "refunded",
+    "CUSTOMER.DISPUTE.CREATED": "disputed",
+}
+
+
+def _refunded_payment_id(resource: object) -> object:
+    links = extract.get_path(resource, "links")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("rel") == "up" and isinstance(link.get("href"), str):
+            return link["href"].rstrip("/").rsplit("/", 1)[-1]
+    return extract.get_path(resource, "sale_id") or extract.get_path(resource, "id")
+
+
+class PayPal(Provider):
+    name = "paypal"
+    required_headers = tuple((name,) for name in _HEADERS)
+    stored_headers = _HEADERS
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._pinned_pem = Path(settings.paypal_cert_path).read_bytes() if settings.paypal_cert_path else None
+        self._cache: dict[str, tuple[rsa.RSAPublicKey, datetime]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def secrets(self) -> Sequence[str]:
+        return self.settings.paypal_webhook_id
+
+    def _check_cert_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if (
+            parts.scheme != "https"
+            or parts.hostname not in self.settings.paypal_cert_hosts
+            or parts.username
+            or parts.password
+            or parts.port not in (None, 443)
+        ):
+            raise SignatureInvalid("PAYPAL-CERT-URL is not an https URL on an allowed PayPal host")
+
+    def _fetch_pem(self, url: str) -> bytes:
+        try:
+            response = requests.get(url, timeout=_FETCH_TIMEOUT_SECONDS, allow_redirects=False)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise SignatureInvalid("PayPal certificate could not be fetched") from exc
+        return response.content
+
+    async def _public_key(self, cert_url: str, now: datetime) -> rsa.RSAPublicKey:
+        if self._pinned_pem is not None:
+            return paypal_public_key(self._pinned_pem, now=now)[0]
+        self._check_cert_url(cert_url)
+        with self._lock:
+            cached = self._cache.get(cert_url)
+        if cached is not None and now <= cached[1]:
+            return cached[0]
+        pem = await anyio.to_thread.run_sync(self._fetch_pem, cert_url)
+        key, expires = paypal_public_key(pem, now=now)
+        with self._lock:
+            if len(self._cache) >= _MAX_CACHED_CERTS:
+                self._cache.clear()
+            self._cache[cert_url] = (key, expires)
+        return key
+
+    async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
+        key = await self._public_key(require_header(headers, "paypal-cert-url"), datetime.fromtimestamp(now, UTC))
+        verify_paypal(
+            body,
+            transmission_id=require_header(headers, "paypal-transmission-id"),
+            transmission_time=require_header(headers, "paypal-transmission-time"),
+            signature_b64=require_header(headers, "paypal-transmission-sig"),
+            auth_algo=require_header(headers, "paypal-auth-algo"),
+            webhook_ids=self.secrets,
+            public_key=key,
+            now=now,
+            tolerance=self.settings.signature_tolerance_seconds,
+        )
+
+    def normalise(
+        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
+    ) -> NormalizedEvent:
+        event_type = extract.required_text(payload.get("event_type"), "event_type")
+        resource = payload.get("resource")
+        refund = ".REFUNDED" in event_type or ".REVERSED" in event_type
+        payment_id = _refunded_payment_id(resource) if refund else extract.get_path(resource, "id")
+        # v2 resources say `status` and amount {value, currency_code}; v1 say `state` and {total, currency}.
+        status = extract.get_path(resource, "status") or extract.get_path(resource, "state")
+        currency = extract.currency(
+            extract.get_path(resource, "amount.currency_code") or extract.get_path(resource, "amount.currency"),
+            "resource.amount.currency_code",
+        )
+        value = extract.get_path(resource, "amount.value") or extract.get_path(resource, "amount.total")
+        return NormalizedEvent(
+            provider=self.name,
+            event_id=extract.required_text(payload.get("id"), "id"),
+            id_derived=False,
+            event_type=event_type,
+            payment_id=extract.text(payment_id, "resource.id"),
+            status=_STATUS_BY_EVENT.get(event_type),
+            provider_status=extract.text(status, "resource.status"),
+            amount=_minor(value, currency),
+            currency=currency,
+            occurred_at=extract.iso_time(payload.get("create_time"), "create_time") or received_at,
+            received_at=received_at,
+            raw_body=body,
+            headers=self.delivery_headers(headers),
+        )
+
+
+def _minor(value: object, currency: str | None) -> int | None:
+    if value is None or currency is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidPayload("field 'resource.amount.value' must be a decimal string")
+    try:
+        return extract.amount(decimal_to_minor(value, currency), "resource.amount.value")
+    except ValueError as exc:
+        raise InvalidPayload(f"field 'resource.amount.value': {exc}") from exc

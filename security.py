@@ -1,0 +1,242 @@
+"""Signature verification: pure functions over the raw body, the delivery's headers and the secrets.
+
+Nothing here knows about FastAPI or the database. Every failure is a `SignatureError` carrying the
+code the API answers with, so a malformed header can never escape as a 500. Each verifier checks the
+signature first and the replay window second, so `signature_expired` is only ever said of a delivery
+that was authentic once.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+# Headers arrive as a case-insensitive mapping (Starlette's Headers or a plain dict with lower-case keys).
+HeaderMap = Mapping[str, str]
+
+
+class SignatureError(Exception):
+    code = "signature_invalid"
+
+
+class SignatureMissing(SignatureError):
+    code = "signature_missing"
+
+
+class SignatureInvalid(SignatureError):
+    code = "signature_invalid"
+
+
+class SignatureExpired(SignatureError):
+    code = "signature_expired"
+
+
+def require_header(headers: HeaderMap, *names: str) -> str:
+    """The first of `names` present and non-empty, else `SignatureMissing` naming the first."""
+    for name in names:
+        value = headers.get(name)
+        if value:
+            return value
+    raise SignatureMissing(f"missing {names[0]} header")
+
+
+def _ascii(value: str) -> bytes:
+    # Header values are latin-1 decoded by the server; compare_digest refuses non-ASCII str, so
+    # compare bytes instead and let a non-ASCII header simply fail to match.
+    return value.encode("latin-1", errors="replace")
+
+
+def _any_matches(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
+    # Compare every pair, without stopping early, so timing says nothing about which one matched.
+    matched = False
+    for want in expected:
+        for got in offered:
+            matched |= hmac.compare_digest(want, got)
+    return matched
+
+
+def check_window(timestamp: int, *, now: float, tolerance: int | None) -> None:
+    """Refuse a timestamp too old or too far in the future (a replay, or a skewed clock)."""
+    if tolerance is not None and abs(now - timestamp) > tolerance:
+        raise SignatureExpired(f"signature timestamp is outside the {tolerance} s tolerance")
+
+
+def _hex_hmac(key: bytes, message: bytes, digest: Callable[[], "hashlib._Hash"]) -> bytes:
+    return hmac.new(key, message, digest).hexdigest().encode()
+
+
+# --- Razorpay and Paystack: hex HMAC over the body alone (no timestamp, so no replay window) ------
+
+
+def verify_razorpay(body: bytes, signature: str, secrets: Sequence[str]) -> None:
+    expected = [_hex_hmac(secret.encode(), body, hashlib.sha256) for secret in secrets]
+    if not _any_matches(expected, [_ascii(signature.strip())]):
+        raise SignatureInvalid("X-Razorpay-Signature does not match the body")
+
+
+def verify_paystack(body: bytes, signature: str, secrets: Sequence[str]) -> None:
+    expected = [_hex_hmac(secret.encode(), body, hashlib.sha512) for secret in secrets]
+    if not _any_matches(expected, [_ascii(signature.strip())]):
+        raise SignatureInvalid("x-paystack-signature does not match the body")
+
+
+# --- Stripe: t=<unix>,v1=<hex>[,v1=...] over f"{t}.{body}", key = the whole whsec_ string ----------
+
+
+def parse_stripe_header(header: str) -> tuple[int, list[bytes]]:
+    timestamp: int | None = None
+    signatures: list[bytes] = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t" and value.isascii() and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1":
+            signatures.append(_ascii(value))
+    if timestamp is None:
+        raise SignatureInvalid("Stripe-Signature has no valid t= timestamp")
+    if not signatures:
+        raise SignatureInvalid("Stripe-Signature has no v1 signature")
+    return timestamp, signatures
+
+
+def verify_stripe(
+    body: bytes, header: str, secrets: Sequence[str], *, now: float, tolerance: int | None
+) -> int:
+    """Returns the signed timestamp."""
+    timestamp, offered = parse_stripe_header(header)
+    message = f"{timestamp}.".encode() + body
+    expected = [_hex_hmac(secret.encode(), message, hashlib.sha256) for secret in secrets]
+    if not _any_matches(expected, offered):
+        raise SignatureInvalid("Stripe-Signature does not match the body")
+    check_window(timestamp, now=now, tolerance=tolerance)
+    return timestamp
+
+
+# --- Standard Webhooks (Svix and others): base64 HMAC over f"{id}.{ts}.{body}" ------------------------
+
+
+def decode_standard_secret(secret: str) -> bytes:
+    """`whsec_<base64>` (the prefix is optional; missing padding is tolerated, as the libraries do)."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("a Standard Webhooks secret must be base64, optionally prefixed whsec_") from exc
+
+
+def verify_standard(
+    body: bytes,
+    *,
+    msg_id: str,
+    timestamp: str,
+    signature_header: str,
+    keys: Sequence[bytes],
+    now: float,
+    tolerance: int | None,
+) -> int:
+    """`keys` are already decoded with `decode_standard_secret`. Returns the signed timestamp."""
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        raise SignatureInvalid("webhook-timestamp is not a unix timestamp")
+    offered = [
+        _ascii(sig)
+        for version, sep, sig in (part.partition(",") for part in signature_header.split())
+        if sep and version == "v1"
+    ]
+    if not offered:
+        raise SignatureInvalid("webhook-signature has no v1 signature")
+    message = f"{msg_id}.{timestamp}.".encode() + body
+    expected = [base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()) for key in keys]
+    if not _any_matches(expected, offered):
+        raise SignatureInvalid("webhook-signature does not match the body")
+    check_window(int(timestamp), now=now, tolerance=tolerance)
+    return int(timestamp)
+
+
+# --- PayPal: RSA PKCS#1 v1.5 / SHA-256 over "id|time|webhook_id|crc32(body)", checked offline --------
+
+PAYPAL_AUTH_ALGO = "SHA256withRSA"
+
+
+def paypal_signed_message(body: bytes, *, transmission_id: str, transmission_time: str, webhook_id: str) -> bytes:
+    return f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
+
+
+def parse_paypal_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise SignatureInvalid("PAYPAL-TRANSMISSION-TIME is not an ISO 8601 time") from exc
+    if parsed.tzinfo is None:
+        raise SignatureInvalid("PAYPAL-TRANSMISSION-TIME has no time zone")
+    return parsed
+
+
+def verify_paypal(
+    body: bytes,
+    *,
+    transmission_id: str,
+    transmission_time: str,
+    signature_b64: str,
+    auth_algo: str,
+    webhook_ids: Sequence[str],
+    public_key: rsa.RSAPublicKey,
+    now: float,
+    tolerance: int | None,
+) -> None:
+    if auth_algo != PAYPAL_AUTH_ALGO:
+        raise SignatureInvalid(f"PAYPAL-AUTH-ALGO must be {PAYPAL_AUTH_ALGO}")
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not base64") from exc
+    sent_at = parse_paypal_time(transmission_time)
+    matched = False
+    for webhook_id in webhook_ids:
+        message = paypal_signed_message(
+            body, transmission_id=transmission_id, transmission_time=transmission_time, webhook_id=webhook_id
+        )
+        try:
+            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            matched = True
+        except InvalidSignature:
+            continue
+    if not matched:
+        raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG does not match the body")
+    check_window(int(sent_at.timestamp()), now=now, tolerance=tolerance)
+
+
+def paypal_public_key(pem: bytes, *, now: datetime) -> tuple[rsa.RSAPublicKey, datetime]:
+    """The RSA key of a PayPal signing certificate, checked to be current and issued to *.paypal.com.
+
+    Returns the key and the certificate's expiry (for caching). Any problem is `SignatureInvalid`.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise SignatureInvalid("PayPal certificate is not a PEM certificate") from exc
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise SignatureInvalid("PayPal certificate is not currently valid")
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else ""
+    if not common_name.endswith(".paypal.com"):
+        raise SignatureInvalid("PayPal certificate is not issued to a paypal.com host")
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SignatureInvalid("PayPal certificate does not hold an RSA key")
+    return key, cert.not_valid_after_utc
+
+
+def constant_time_in(candidate: str, allowed: Sequence[str]) -> bool:
+    """Whether `candidate` equals one of `allowed` (API tokens), without early exit."""
+    return _any_matches([_ascii(token) for token in allowed], [_ascii(candidate)])

@@ -1,0 +1,162 @@
+"""Fixtures: a database per backend (SQLite always, PostgreSQL when TEST_POSTGRES_URL is set), an app
+on it (TestClient, so the lifespan runs), and a live uvicorn process for tests that need real sockets."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+
+from config import Settings
+from database import normalise_url
+from main import create_app
+from models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A throwaway database on the server named by TEST_POSTGRES_URL, dropped at the end of the run."""
+    base = os.environ.get("TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (e.g. postgresql://root@127.0.0.1:5432/test)")
+    name = f"webhooks_test_{uuid.uuid4().hex[:12]}"
+    admin = normalise_url(base).set(drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'webhooks.db'}"
+    url: str = request.getfixturevalue("postgres_server_url")
+    engine = create_engine(normalise_url(url))
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "razorpay_webhook_secret": ["test_secret"]}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def client_factory(database_url: str) -> Iterator[Callable[..., TestClient]]:
+    """`client_factory(**settings)`: a started app on this test's database."""
+    clients: list[TestClient] = []
+
+    def start(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(make_settings(database_url, **overrides)), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(client_factory: Callable[..., TestClient]) -> TestClient:
+    return client_factory()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A real uvicorn process serving main:app on loopback."""
+
+    def __init__(self, env: dict[str, str], *, workers: int = 1, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "APP_ENV": "development", **env}
+        self.workers = workers
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, deadline_s: float = 20.0) -> "LiveServer":
+        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--no-access-log", "--workers", str(self.workers)]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        self.wait_ready(deadline_s)
+        return self
+
+    def wait_ready(self, deadline_s: float) -> None:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)  # polling interval while the server boots, not a wait for a race
+        raise RuntimeError("server did not become ready in time")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
+
+
+@pytest.fixture
+def live_server_factory() -> Iterator[Callable[..., LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def start(env: dict[str, str], **kwargs: Any) -> LiveServer:
+        server = LiveServer(env, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(database_url: str, live_server_factory: Callable[..., LiveServer]) -> LiveServer:
+    return live_server_factory({"DATABASE_URL": database_url, "RAZORPAY_WEBHOOK_SECRET": "test_secret"})
+
+
+def fixture_path(*parts: str) -> Path:
+    """A file under ../shared/fixtures, or skip when that folder is not on this machine."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"published fixtures not found at {FIXTURES}")
+    return path
