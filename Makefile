@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+WORKERS ?= 1
 
 .PHONY: run test bench lint migrate soak purge rebuild-payments clean
 
@@ -24,14 +25,37 @@ $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed
 	$(BIN)/pip install -q -r requirements-bench.txt
 	touch $@
 
-run: $(VENV)/.installed
-	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
+# Each worker counts its deliveries in files under PROMETHEUS_MULTIPROC_DIR, which /metrics adds up: a
+# fresh directory per start (removed at exit), unless one is given, which must then be emptied first.
+run: $(VENV)/.installed migrate
+	@if [ -n "$$PROMETHEUS_MULTIPROC_DIR" ]; then dir="$$PROMETHEUS_MULTIPROC_DIR"; \
+	else dir="$$(mktemp -d)"; trap 'rm -rf "$$dir"' EXIT INT TERM; fi; \
+	PROMETHEUS_MULTIPROC_DIR="$$dir" $(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+# Apply pending migrations to DATABASE_URL. The service also does this at start-up (MIGRATE_ON_START),
+# under the same lock, so running both at once is safe.
+migrate: $(VENV)/.installed
+	$(BIN)/alembic upgrade head
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
+# ruff, then mypy (strict, every module: see pyproject.toml); both always run, and any finding fails.
+lint: $(VENV)/.installed-dev
+	@status=0; $(BIN)/ruff check . || status=1; $(BIN)/mypy || status=1; exit $$status
+
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
+
+# Recompute every payment's state from the stored events (DATABASE_URL), in one transaction.
+rebuild-payments: $(VENV)/.installed
+	$(BIN)/python -m cli rebuild-payments
+
+# make purge DAYS=90 [REDACT=1]: delete (or empty the raw body of) events received more than DAYS days
+# ago, a batch per transaction; deliveries keep being stored meanwhile.
+purge: $(VENV)/.installed
+	@test -n "$(DAYS)" || { echo "usage: make purge DAYS=90 [REDACT=1]" >&2; exit 2; }
+	$(BIN)/python -m cli purge --days $(DAYS) $(if $(REDACT),--redact,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,11 +23,17 @@ SECRET_SETTINGS = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
+    # hide_input_in_errors: a refused setting must not print the others (pydantic's message would quote
+    # the whole environment-derived input, secrets and tokens included, into the start-up log).
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     app_env: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./webhooks.db"
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    # The whole body must arrive within this: uvicorn has no body-read deadline, so a client that stops
+    # sending would otherwise hold its request (and the server's graceful shutdown) forever.
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
 
     razorpay_webhook_secret: CommaList = []
     stripe_webhook_secret: CommaList = []
@@ -56,11 +62,19 @@ class Settings(BaseSettings):
     store_timeout_seconds: float = Field(default=5.0, gt=0)
     write_queue_max: int = Field(default=10_000, ge=1)
     write_batch_max: int = Field(default=256, ge=1)
+    # PostgreSQL: transactions in flight per process, each on its own connection (SQLite has one writer).
+    write_concurrency: int = Field(default=4, ge=1, le=32)
     db_pool_size: int = Field(default=10, ge=1)
     db_connect_timeout_seconds: int = Field(default=3, ge=1)
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    # Start-up applies pending migrations (serialised across processes); false: refuse to start on a
+    # database that is not at head, for deployments that run `make migrate` as a separate release step.
+    migrate_on_start: bool = True
+    # /metrics needs a read API token when API_TOKENS is set, unless this is true.
+    metrics_public: bool = False
 
     @field_validator(
         "razorpay_webhook_secret",

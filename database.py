@@ -1,5 +1,6 @@
 """Engine, sessions and the dialect-aware insert, for SQLite (default) and PostgreSQL."""
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, make_url, text
@@ -19,14 +20,18 @@ def normalise_url(raw: str) -> URL:
     return url
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the writer; synchronous=FULL makes every commit survive power loss,
-    # which group commit (one commit per batch) keeps cheap. busy_timeout waits out other writers.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the writer. synchronous=FULL (the default) makes every commit
+        # survive power loss, which group commit (one commit per batch) keeps affordable; NORMAL
+        # survives a crashed process but not a crashed machine. busy_timeout waits out other writers.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return apply
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -38,7 +43,7 @@ def make_engine(settings: Settings) -> Engine:
             pool_size=settings.db_pool_size,
             pool_timeout=settings.store_timeout_seconds,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(settings.sqlite_synchronous))
         return engine
     return create_engine(
         url,

@@ -28,6 +28,19 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class RequestTimeout(ApiError):
+    status_code = 408
+    code = "request_timeout"
+
+
+class ClientDisconnected(ApiError):
+    """The client left before sending its whole body. Nobody receives the answer; the status (nginx's
+    convention) only labels the delivery's log line and metrics, instead of a 500 with a traceback."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
 class UnknownProvider(ApiError):
     status_code = 404
     code = "unknown_provider"

@@ -33,6 +33,9 @@ def text(value: object, field: str, *, required: bool = False, max_length: int =
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidPayload(f"field {field!r} must be a string")
+    # Checked before str(): a huge integer would take long to format, or exceed Python's digit limit.
+    if isinstance(value, int) and abs(value) >= 10**max_length:
+        raise InvalidPayload(f"field {field!r} is longer than {max_length} characters")
     result = str(value)
     if len(result) > max_length:
         raise InvalidPayload(f"field {field!r} is longer than {max_length} characters")
@@ -62,7 +65,7 @@ def currency(value: object, field: str) -> str | None:
     code = text(value, field, max_length=3)
     if code is None:
         return None
-    if len(code) != 3 or not code.isalpha():
+    if len(code) != 3 or not (code.isascii() and code.isalpha()):
         raise InvalidPayload(f"field {field!r} must be a three-letter ISO 4217 code")
     return code.upper()
 
@@ -85,10 +88,11 @@ def iso_time(value: object, field: str) -> datetime | None:
         raise InvalidPayload(f"field {field!r} must be an ISO 8601 time")
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        # A time without an offset is taken as UTC, which is what every provider here sends. Converting
+        # overflows for offsets at the very ends of the calendar (year 1, year 9999).
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidPayload(f"field {field!r} is not an ISO 8601 time") from exc
-    # A time without an offset is taken as UTC, which is what every provider here sends.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def derived_event_id(body: bytes) -> str:

@@ -62,6 +62,8 @@ class Event(Base):
     received_at: Mapped[UTC_TIME]
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
+    # Set when retention emptied raw_body (`retention.py --redact`): the row still deduplicates.
+    redacted_at: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),

@@ -7,12 +7,13 @@ deliveries in any order, in any batches, and a rebuild from the events table all
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, case, delete, select, tuple_
+from sqlalchemy import Connection, Insert, bindparam, case, delete, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
-from database import dialect_insert
-from events import status_rank
+from events import NO_STATUS_RANK, STATUS_RANK
 from models import Event, Payment
 
 REBUILD_CHUNK = 5_000
@@ -39,14 +40,20 @@ class EventFacts(Protocol):
     def received_at(self) -> datetime: ...
 
 
-def _fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
+def _rank(status: str | None) -> int:
+    # A status outside the vocabulary (say, stored before a rename) ranks as "no status" instead of
+    # stopping the fold: it never moves a payment's state, and a rebuild never fails on old rows.
+    return NO_STATUS_RANK if status is None else STATUS_RANK.get(status, NO_STATUS_RANK)
+
+
+def fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
     """One projection row per payment in `stored` ((row id, event) pairs of newly stored events)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for row_id, event in stored:
         if event.payment_id is None:
             continue
         key = (event.provider, event.payment_id)
-        order = (status_rank(event.status), event.occurred_at, row_id)
+        order = (_rank(event.status), event.occurred_at, row_id)
         row = rows.setdefault(
             key,
             {
@@ -60,10 +67,11 @@ def _fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
         row["event_count"] += 1
         row["first_seen_at"] = min(row["first_seen_at"], event.received_at)
         row["last_event_at"] = max(row["last_event_at"], event.occurred_at)
-        if "status_rank" in row and order <= (row["status_rank"], row["status_occurred_at"], row["status_event_id"]):
+        current = (row.get("status_rank"), row.get("status_occurred_at"), row.get("status_event_id"))
+        if "status_rank" in row and order <= current:
             continue
         row.update(
-            status=event.status,
+            status=event.status if order[0] != NO_STATUS_RANK else None,
             provider_status=event.provider_status,
             amount=event.amount,
             currency=event.currency,
@@ -76,14 +84,16 @@ def _fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
     return [rows[key] for key in sorted(rows)]
 
 
-def apply(connection: Connection, stored: Iterable[tuple[int, EventFacts]]) -> None:
-    """Fold newly stored events into `payments`, inside the caller's transaction."""
-    rows = _fold(stored)
-    if not rows:
-        return
+@lru_cache(maxsize=2)
+def upsert_statement(dialect_name: str) -> Insert:
+    """`INSERT INTO payments ... ON CONFLICT DO UPDATE` folding one row per payment (bind parameters
+    named after the columns). Built once per dialect: the writer compiles it for its hot path."""
     table = Payment.__table__
     current = table.c
-    stmt = dialect_insert(connection.engine, table)  # type: ignore[arg-type]
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(  # type: ignore[arg-type]  # __table__ is typed as a FromClause
+        {column.name: bindparam(column.name) for column in table.c}
+    )
     new = stmt.excluded
     newer = tuple_(new.status_rank, new.status_occurred_at, new.status_event_id) > tuple_(
         current.status_rank, current.status_occurred_at, current.status_event_id
@@ -97,7 +107,7 @@ def apply(connection: Connection, stored: Iterable[tuple[int, EventFacts]]) -> N
         "status_occurred_at",
         "status_event_id",
     )
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[current.provider, current.payment_id],
         set_={
             **{name: case((newer, new[name]), else_=current[name]) for name in status_columns},
@@ -110,13 +120,25 @@ def apply(connection: Connection, stored: Iterable[tuple[int, EventFacts]]) -> N
             ),
         },
     )
-    connection.execute(stmt, rows)
+
+
+def apply(connection: Connection, stored: Iterable[tuple[int, EventFacts]]) -> None:
+    """Fold stored events into `payments`, inside the caller's transaction."""
+    rows = fold(stored)
+    if rows:
+        connection.execute(upsert_statement(connection.dialect.name), rows)
 
 
 def rebuild(connection: Connection) -> int:
     """Recompute every payment from the events table, in chunks, inside the caller's transaction.
 
-    Returns the number of events folded."""
+    Returns the number of events folded (those that name a payment)."""
+    if connection.dialect.name == "postgresql":
+        # Writers fold new events into `payments` in their own transactions. Holding them off until
+        # this commits means each event is folded exactly once: by the rebuild if it committed before
+        # the lock, else by its writer afterwards (its uncommitted row is invisible to the scan below).
+        # Reads go on meanwhile, against the old rows. SQLite's single writer serialises this anyway.
+        connection.execute(text("LOCK TABLE payments IN EXCLUSIVE MODE"))
     connection.execute(delete(Payment))
     columns = (
         Event.id,
@@ -133,7 +155,10 @@ def rebuild(connection: Connection) -> int:
     last_id = 0
     while True:
         chunk = connection.execute(
-            select(*columns).where(Event.id > last_id).order_by(Event.id).limit(REBUILD_CHUNK)
+            select(*columns)
+            .where(Event.id > last_id, Event.payment_id.is_not(None))
+            .order_by(Event.id)
+            .limit(REBUILD_CHUNK)
         ).all()
         if not chunk:
             return folded

@@ -33,12 +33,40 @@ class EventOut(BaseModel):
     provider: str = Field(examples=["razorpay"])
     event_type: str | None = Field(examples=["payment.authorized"])
     payment_id: str | None = Field(examples=["pay_014"])
-    status: str | None = Field(description="Normalised status (see the README's lifecycle)", examples=["authorized"])
-    provider_status: str | None = Field(description="The status exactly as the provider sent it")
+    status: str | None = Field(
+        description="Normalised status (see the README's lifecycle)", examples=["authorized"]
+    )
+    provider_status: str | None = Field(
+        description="The status exactly as the provider sent it", examples=["authorized"]
+    )
     amount: int | None = Field(description="Minor units of `currency`", examples=[5000])
     currency: str | None = Field(examples=["INR"])
-    occurred_at: datetime = Field(description="When the provider says it happened (UTC)")
-    received_at: datetime = Field(description="When this service stored it (UTC)")
+    occurred_at: datetime = Field(
+        description="When the provider says it happened (UTC)", examples=["2025-07-07T10:59:25Z"]
+    )
+    received_at: datetime = Field(
+        description="When this service stored it (UTC)", examples=["2025-07-07T10:59:26.412907Z"]
+    )
+
+
+class EventDetail(EventOut):
+    """One stored event in full: the history's fields plus the delivery exactly as it arrived."""
+
+    id_derived: bool = Field(
+        description="True when the provider sent no event id and `event_id` is the body's SHA-256",
+        examples=[False],
+    )
+    raw_body: str = Field(
+        description="The body byte for byte: its UTF-8 text, or base64 when `raw_body_encoding` is `base64`",
+        examples=['{"event":"payment.authorized","payload":{"payment":{"entity":{"id":"pay_014"}}}}'],
+    )
+    raw_body_encoding: Literal["utf-8", "base64"] = Field(
+        description="`base64` only when the stored bytes are not valid UTF-8", examples=["utf-8"]
+    )
+    headers: dict[str, str] = Field(
+        description="The delivery headers kept as evidence (signature, event id, content type, request id)",
+        examples=[{"content-type": "application/json", "x-razorpay-signature": "9f3c...e1"}],
+    )
 
 
 class PaymentOut(BaseModel):
@@ -48,13 +76,27 @@ class PaymentOut(BaseModel):
 
     payment_id: str = Field(examples=["pay_014"])
     provider: str = Field(examples=["razorpay"])
-    status: str | None = Field(examples=["captured"])
-    provider_status: str | None = Field(examples=["captured"])
-    amount: int | None = Field(description="Carried by the event that set the status", examples=[5000])
-    currency: str | None = Field(examples=["INR"])
-    first_seen_at: datetime
-    last_event_at: datetime
-    event_count: int = Field(examples=[2])
+    status: str | None = Field(
+        description="Normalised status: the highest-ranked one its events reported (see the lifecycle)",
+        examples=["captured"],
+    )
+    provider_status: str | None = Field(
+        description="The provider's own status word, from the event that set `status`", examples=["captured"]
+    )
+    amount: int | None = Field(
+        description="Minor units, carried by the event that set the status", examples=[5000]
+    )
+    currency: str | None = Field(description="From the event that set the status", examples=["INR"])
+    first_seen_at: datetime = Field(
+        description="When this service stored the payment's first event (UTC)",
+        examples=["2025-07-07T10:59:26.412907Z"],
+    )
+    last_event_at: datetime = Field(
+        description="The latest `occurred_at` among its events (UTC)", examples=["2025-07-07T11:01:25Z"]
+    )
+    event_count: int = Field(
+        description="Distinct events stored for it (duplicates are not counted)", examples=[2]
+    )
 
 
 def _error(code: str, message: str, description: str) -> dict[str, Any]:
@@ -69,20 +111,83 @@ WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error(
         "invalid_json",
         "body is not valid UTF-8 JSON",
-        "`invalid_json` (not UTF-8 JSON) or `invalid_payload` (not an object, or a required field such as the "
-        "event type is missing; the message names it)",
+        "`invalid_json` (not UTF-8 JSON) or `invalid_payload` (not an object, or a required field such as "
+        "the event type is missing; the message names it)",
     ),
     403: _error(
         "signature_invalid",
         "X-Razorpay-Signature does not match the body",
-        "`signature_missing`, `signature_invalid` (also for malformed signature headers) or `signature_expired` "
-        "(timestamp outside SIGNATURE_TOLERANCE_SECONDS)",
+        "`signature_missing`, `signature_invalid` (also for malformed signature headers) or "
+        "`signature_expired` (timestamp outside SIGNATURE_TOLERANCE_SECONDS)",
     ),
-    404: _error("unknown_provider", "no provider named 'acme'", "`unknown_provider` or `provider_not_configured`"),
+    404: _error(
+        "unknown_provider", "no provider named 'acme'", "`unknown_provider` or `provider_not_configured`"
+    ),
+    408: _error(
+        "request_timeout",
+        "body not received within 10 s",
+        "the body did not all arrive in BODY_READ_TIMEOUT_SECONDS",
+    ),
     413: _error("payload_too_large", "body exceeds 1048576 bytes", "body over MAX_BODY_BYTES"),
     503: _error(
         "storage_unavailable",
         "storage is unavailable; retry later",
         "the event was not stored (database unreachable, locked or overloaded): the provider should retry",
     ),
+}
+
+
+UNAUTHORIZED = {
+    **_error(
+        "unauthorized",
+        "this route needs an Authorization: Bearer <token> header",
+        "`unauthorized`: API_TOKENS is set and the request has no `Authorization: Bearer` header, or its "
+        "token is not one of them",
+    ),
+    "headers": {
+        "WWW-Authenticate": {
+            "description": '`Bearer`, or `Bearer error="invalid_token"` when a token was sent but is wrong',
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+# Every read route can answer these; routes add their own 404/409 next to them.
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: UNAUTHORIZED,
+    422: _error(
+        "validation_error",
+        "query.limit: Input should be less than or equal to 1000",
+        "`validation_error`: a parameter is malformed or out of range (over-long or control characters in an "
+        "id, a cursor this API did not issue, `limit` outside 1..1000, a date that is not ISO 8601); the "
+        "message names the parameter",
+    ),
+    503: _error(
+        "storage_unavailable",
+        "storage is unavailable; retry later",
+        "the database is unreachable or did not answer in time",
+    ),
+}
+
+PAYMENT_NOT_FOUND = _error(
+    "payment_not_found",
+    "no events stored for payment 'pay_404'",
+    "`payment_not_found`: no stored event names this payment",
+)
+PAYMENT_AMBIGUOUS = _error(
+    "payment_ambiguous",
+    "payment 'pay_014' exists at several providers (razorpay, stripe); pass ?provider=",
+    "`payment_ambiguous`: the id is stored for more than one provider and no `provider` was given",
+)
+EVENT_NOT_FOUND = _error(
+    "event_not_found", "no event 'evt_404' from provider 'razorpay'", "`event_not_found`: nothing stored"
+)
+
+# The 200 of a paged list: the body is a plain JSON array; the next page's address is in a header.
+PAGED_LIST_HEADERS: dict[str, Any] = {
+    "Link": {
+        "description": 'Present only when more rows remain: `</payments/pay_014/events?limit=100&after=...>; '
+        'rel="next"`, the same query with the next page\'s cursor',
+        "schema": {"type": "string"},
+    }
 }

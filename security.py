@@ -4,6 +4,10 @@ Nothing here knows about FastAPI or the database. Every failure is a `SignatureE
 code the API answers with, so a malformed header can never escape as a 500. Each verifier checks the
 signature first and the replay window second, so `signature_expired` is only ever said of a delivery
 that was authentic once.
+
+Header values are taken as the server decoded them (latin-1, as ASGI servers do): where a header value
+is part of the signed message it is encoded back to latin-1, which gives exactly the bytes the provider
+sent and signed.
 """
 
 import base64
@@ -12,7 +16,9 @@ import hashlib
 import hmac
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +28,10 @@ from cryptography.x509.oid import NameOID
 
 # Headers arrive as a case-insensitive mapping (Starlette's Headers or a plain dict with lower-case keys).
 HeaderMap = Mapping[str, str]
+
+# Unix seconds with more digits than this are malformed, not a time: 12 digits reach the year 33658.
+# The cap also keeps int() and float arithmetic on a hostile header cheap and free of overflow.
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 class SignatureError(Exception):
@@ -50,9 +60,17 @@ def require_header(headers: HeaderMap, *names: str) -> str:
 
 
 def _ascii(value: str) -> bytes:
-    # Header values are latin-1 decoded by the server; compare_digest refuses non-ASCII str, so
-    # compare bytes instead and let a non-ASCII header simply fail to match.
+    # compare_digest refuses non-ASCII str, so compare bytes; a value that is not latin-1 (only a direct
+    # caller can pass one) simply fails to match.
     return value.encode("latin-1", errors="replace")
+
+
+def _header_bytes(value: str) -> bytes:
+    """The bytes of a header value that is part of a signed message (see the module docstring)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", errors="surrogatepass")
 
 
 def _any_matches(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
@@ -62,6 +80,13 @@ def _any_matches(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
         for got in offered:
             matched |= hmac.compare_digest(want, got)
     return matched
+
+
+def unix_seconds(value: str) -> int | None:
+    """A unix-seconds header value as an int, or None when it is not plain ASCII digits of a sane length."""
+    if value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS:
+        return int(value)
+    return None
 
 
 def check_window(timestamp: int, *, now: float, tolerance: int | None) -> None:
@@ -93,16 +118,19 @@ def verify_paystack(body: bytes, signature: str, secrets: Sequence[str]) -> None
 
 
 def parse_stripe_header(header: str) -> tuple[int, list[bytes]]:
-    timestamp: int | None = None
+    """The signed timestamp and every `v1` signature; other schemes (v0, future ones) are ignored."""
+    stamps: list[str] = []
     signatures: list[bytes] = []
     for item in header.split(","):
         key, sep, value = item.strip().partition("=")
         if not sep:
             continue
-        if key == "t" and value.isascii() and value.isdigit():
-            timestamp = int(value)
+        if key == "t":
+            stamps.append(value)
         elif key == "v1":
             signatures.append(_ascii(value))
+    # The first t= counts, as in Stripe's own libraries.
+    timestamp = unix_seconds(stamps[0]) if stamps else None
     if timestamp is None:
         raise SignatureInvalid("Stripe-Signature has no valid t= timestamp")
     if not signatures:
@@ -130,9 +158,12 @@ def decode_standard_secret(secret: str) -> bytes:
     """`whsec_<base64>` (the prefix is optional; missing padding is tolerated, as the libraries do)."""
     raw = secret.removeprefix("whsec_")
     try:
-        return base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("a Standard Webhooks secret must be base64, optionally prefixed whsec_") from exc
+    if not key:
+        raise ValueError("a Standard Webhooks secret must not be empty")
+    return key
 
 
 def verify_standard(
@@ -146,7 +177,8 @@ def verify_standard(
     tolerance: int | None,
 ) -> int:
     """`keys` are already decoded with `decode_standard_secret`. Returns the signed timestamp."""
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    seconds = unix_seconds(timestamp)
+    if seconds is None:
         raise SignatureInvalid("webhook-timestamp is not a unix timestamp")
     offered = [
         _ascii(sig)
@@ -155,12 +187,12 @@ def verify_standard(
     ]
     if not offered:
         raise SignatureInvalid("webhook-signature has no v1 signature")
-    message = f"{msg_id}.{timestamp}.".encode() + body
+    message = b"%s.%s." % (_header_bytes(msg_id), _header_bytes(timestamp)) + body
     expected = [base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()) for key in keys]
     if not _any_matches(expected, offered):
         raise SignatureInvalid("webhook-signature does not match the body")
-    check_window(int(timestamp), now=now, tolerance=tolerance)
-    return int(timestamp)
+    check_window(seconds, now=now, tolerance=tolerance)
+    return seconds
 
 
 # --- PayPal: RSA PKCS#1 v1.5 / SHA-256 over "id|time|webhook_id|crc32(body)", checked offline --------
@@ -168,18 +200,44 @@ def verify_standard(
 PAYPAL_AUTH_ALGO = "SHA256withRSA"
 
 
-def paypal_signed_message(body: bytes, *, transmission_id: str, transmission_time: str, webhook_id: str) -> bytes:
-    return f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
+@dataclass(frozen=True, slots=True)
+class PayPalTransmission:
+    """The parts of a PayPal delivery's signature headers, checked for shape (not yet for authenticity)."""
+
+    transmission_id: str
+    transmission_time: str
+    sent_at: int
+    signature: bytes
 
 
-def parse_paypal_time(value: str) -> datetime:
+def parse_paypal_headers(
+    *, transmission_id: str, transmission_time: str, signature_b64: str, auth_algo: str
+) -> PayPalTransmission:
+    """Cheap shape checks, done before any certificate is fetched for the delivery."""
+    if auth_algo != PAYPAL_AUTH_ALGO:
+        raise SignatureInvalid(f"PAYPAL-AUTH-ALGO must be {PAYPAL_AUTH_ALGO}")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not base64") from exc
+    if not signature:
+        raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG is empty")
+    try:
+        sent = datetime.fromisoformat(transmission_time)
+        sent_at = int(sent.timestamp()) if sent.tzinfo is not None else None
+    except (ValueError, OverflowError) as exc:
         raise SignatureInvalid("PAYPAL-TRANSMISSION-TIME is not an ISO 8601 time") from exc
-    if parsed.tzinfo is None:
+    if sent_at is None:
         raise SignatureInvalid("PAYPAL-TRANSMISSION-TIME has no time zone")
-    return parsed
+    return PayPalTransmission(transmission_id, transmission_time, sent_at, signature)
+
+
+def paypal_signed_message(
+    body: bytes, *, transmission_id: str, transmission_time: str, webhook_id: str
+) -> bytes:
+    # zlib.crc32 is unsigned on Python 3, which is the decimal form PayPal signs.
+    parts = (_header_bytes(transmission_id), _header_bytes(transmission_time), webhook_id.encode())
+    return b"|".join((*parts, b"%d" % zlib.crc32(body)))
 
 
 def verify_paypal(
@@ -194,47 +252,72 @@ def verify_paypal(
     now: float,
     tolerance: int | None,
 ) -> None:
-    if auth_algo != PAYPAL_AUTH_ALGO:
-        raise SignatureInvalid(f"PAYPAL-AUTH-ALGO must be {PAYPAL_AUTH_ALGO}")
-    try:
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not base64") from exc
-    sent_at = parse_paypal_time(transmission_time)
+    """Any of `webhook_ids` may have been signed (rotation, or PayPal's simulator id `WEBHOOK_ID`)."""
+    sent = parse_paypal_headers(
+        transmission_id=transmission_id,
+        transmission_time=transmission_time,
+        signature_b64=signature_b64,
+        auth_algo=auth_algo,
+    )
     matched = False
     for webhook_id in webhook_ids:
         message = paypal_signed_message(
             body, transmission_id=transmission_id, transmission_time=transmission_time, webhook_id=webhook_id
         )
         try:
-            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(sent.signature, message, padding.PKCS1v15(), hashes.SHA256())
             matched = True
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):
             continue
     if not matched:
         raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG does not match the body")
-    check_window(int(sent_at.timestamp()), now=now, tolerance=tolerance)
+    check_window(sent.sent_at, now=now, tolerance=tolerance)
 
 
-def paypal_public_key(pem: bytes, *, now: datetime) -> tuple[rsa.RSAPublicKey, datetime]:
+def check_paypal_cert_url(url: str, *, allowed_hosts: Sequence[str]) -> None:
+    """Only https on an allow-listed PayPal host, no credentials, default port: refused before any fetch."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise SignatureInvalid("PAYPAL-CERT-URL is not a URL") from exc
+    allowed = {host.lower() for host in allowed_hosts}
+    if (
+        parts.scheme != "https"
+        or parts.hostname not in allowed
+        or parts.username is not None
+        or parts.password is not None
+        or port not in (None, 443)
+    ):
+        raise SignatureInvalid("PAYPAL-CERT-URL is not an https URL on an allowed PayPal host")
+
+
+def load_paypal_certificate(pem: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise SignatureInvalid("PayPal certificate is not a PEM certificate") from exc
+
+
+def paypal_certificate_key(cert: x509.Certificate, *, now: datetime) -> tuple[rsa.RSAPublicKey, datetime]:
     """The RSA key of a PayPal signing certificate, checked to be current and issued to *.paypal.com.
 
     Returns the key and the certificate's expiry (for caching). Any problem is `SignatureInvalid`.
     """
-    try:
-        cert = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise SignatureInvalid("PayPal certificate is not a PEM certificate") from exc
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise SignatureInvalid("PayPal certificate is not currently valid")
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(names[0].value) if names else ""
+    common_name = str(names[0].value).lower() if names else ""
     if not common_name.endswith(".paypal.com"):
         raise SignatureInvalid("PayPal certificate is not issued to a paypal.com host")
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise SignatureInvalid("PayPal certificate does not hold an RSA key")
     return key, cert.not_valid_after_utc
+
+
+def paypal_public_key(pem: bytes, *, now: datetime) -> tuple[rsa.RSAPublicKey, datetime]:
+    return paypal_certificate_key(load_paypal_certificate(pem), now=now)
 
 
 def constant_time_in(candidate: str, allowed: Sequence[str]) -> bool:

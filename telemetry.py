@@ -2,26 +2,33 @@
 
 Logging goes through a queue: the event loop only enqueues a record, and a listener thread formats and
 writes it, so a slow terminal or disk never stalls deliveries. Lines never contain secrets or bodies.
+uvicorn's access line for a webhook delivery is dropped (the delivery line says more); with
+LOG_FORMAT=json uvicorn's own lines are JSON too, so a log pipeline parses every line the same way.
 """
 
 import json
 import logging
 import logging.handlers
 import queue
-import uuid
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import metrics
 from config import Settings
 
 delivery_logger = logging.getLogger("webhooks.delivery")
 
 # The fields a delivery line carries, in order.
 DELIVERY_FIELDS = ("request_id", "provider", "event_id", "outcome", "status_code", "duration_ms")
+# uvicorn's loggers: "uvicorn.error" propagates to "uvicorn"; "uvicorn.access" does not propagate.
+UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.access")
+WEBHOOK_PATHS: Final = ("/webhooks/", "/webhook/payments")
 
 
 @dataclass(slots=True)
@@ -35,7 +42,7 @@ class Delivery:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self.formatTime(record),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -44,24 +51,74 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
+class TextFormatter(logging.Formatter):
+    """`time level logger message key=value ...`; values that could break the line are JSON-quoted."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if not hasattr(record, "outcome"):
+            return line
+        fields = (f"{name}={_text_value(getattr(record, name, None))}" for name in DELIVERY_FIELDS)
+        return " ".join((line, *fields))
+
+
+def _text_value(value: object) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    # An event id is the provider's string: quoted when it has spaces, quotes, = or control characters.
+    if text and text.isprintable() and not any(char in text for char in ' "='):
+        return text
+    return json.dumps(text)
+
+
+class SkipWebhookAccess(logging.Filter):
+    """Drops uvicorn's access line for webhook deliveries: the delivery line already records them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs '%s - "%s %s HTTP/%s" %d' with (client, method, path, http version, status).
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith(WEBHOOK_PATHS))
+
+
 def configure_logging(settings: Settings) -> Callable[[], None]:
     """Route the service's logs through a queue to stderr; returns the function that flushes and stops."""
     handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = logging.handlers.QueueListener(records, handler)
+    queue_handler = logging.handlers.QueueHandler(records)
     root = logging.getLogger("webhooks")
-    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.handlers[:] = [queue_handler]
     root.setLevel(settings.log_level.upper())
     root.propagate = False
+    access_filter = SkipWebhookAccess()
+    logging.getLogger("uvicorn.access").addFilter(access_filter)
+    replaced: list[str] = []
+    if settings.log_format == "json":
+        for name in UVICORN_LOGGERS:
+            uvicorn_logger = logging.getLogger(name)
+            if uvicorn_logger.handlers:  # none when uvicorn runs with --no-access-log: keep it off
+                replaced.append(name)
+                uvicorn_logger.handlers[:] = [queue_handler]
     listener.start()
-    return listener.stop
+
+    def stop() -> None:
+        listener.stop()
+        logging.getLogger("uvicorn.access").removeFilter(access_filter)
+        # uvicorn's last lines ("Application shutdown complete") come after this: still JSON, written
+        # directly now that the listener is gone.
+        for name in replaced:
+            logging.getLogger(name).handlers[:] = [handler]
+
+    return stop
 
 
 def record_delivery(request: Request, delivery: Delivery, duration_s: float) -> None:
+    metrics.observe_delivery(provider=delivery.provider, outcome=delivery.outcome, duration_s=duration_s)
     if not delivery_logger.isEnabledFor(logging.INFO):
         return
     fields = {
@@ -72,7 +129,8 @@ def record_delivery(request: Request, delivery: Delivery, duration_s: float) -> 
         "status_code": delivery.status_code,
         "duration_ms": round(duration_s * 1000, 2),
     }
-    delivery_logger.info(" ".join(f"{name}={fields[name]}" for name in DELIVERY_FIELDS), extra=fields)
+    # The fields travel as record attributes; the formatter (on the listener thread) lays them out.
+    delivery_logger.info("delivery", extra=fields)
 
 
 class RequestIdMiddleware:
@@ -88,7 +146,9 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        # Random, not unique by construction: an id to find a request's lines by, never a secret, and
+        # getrandbits costs a fraction of uuid4's system call.
+        request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
         scope["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
 
@@ -104,7 +164,8 @@ def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             # Bounded and printable, so a client cannot inject lines or bloat the logs.
-            if 0 < len(value) <= 128 and value.isascii() and value.decode().isprintable():
-                return value.decode()
+            decoded: str = value.decode("latin-1")
+            if 0 < len(value) <= 128 and value.isascii() and decoded.isprintable():
+                return decoded
             return None
     return None

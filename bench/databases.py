@@ -4,9 +4,10 @@ import secrets
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -20,16 +21,20 @@ class Database:
     kind: str  # "sqlite" or "postgresql"
     url: str  # as the servers read it from DATABASE_URL
 
+    def scalar(self, query: str) -> Any:
+        """The first column of the first row; queries are the harness's own constants."""
+        if self.kind == "sqlite":
+            with closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as connection:
+                row = connection.execute(query).fetchone()
+        else:
+            with psycopg.connect(self.url) as pg:
+                row = pg.execute(query.encode()).fetchone()
+        return row[0] if row else None
+
     def count_rows(self, table: str) -> int | None:
         """Rows in `table`, or None when the table does not exist (the server never created it)."""
-        query = f"SELECT count(*) FROM {table}"  # table names are the harness's own constants
         try:
-            if self.kind == "sqlite":
-                with sqlite3.connect(self.url.removeprefix("sqlite:///")) as connection:
-                    return int(connection.execute(query).fetchone()[0])
-            with psycopg.connect(self.url) as connection:
-                row = connection.execute(query.encode()).fetchone()
-                return int(row[0]) if row else None
+            return int(self.scalar(f"SELECT count(*) FROM {table}"))
         except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
             return None
 
@@ -50,8 +55,11 @@ def ensure_postgres() -> None:
     except psycopg.OperationalError:
         pass
     version = next(Path("/etc/postgresql").iterdir()).name
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                   check=True, timeout=PG_START_TIMEOUT_S)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+        check=True,
+        timeout=PG_START_TIMEOUT_S,
+    )
     psycopg.connect(PG_ADMIN, connect_timeout=10).close()
 
 

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic
@@ -49,8 +50,19 @@ def free_port() -> int:
 
 
 def command(spec: ServerSpec, *, port: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", spec.app, "--host", HOST, "--port", str(port),
-            *UVICORN_OPTIONS, "--workers", str(workers)]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        spec.app,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        *UVICORN_OPTIONS,
+        "--workers",
+        str(workers),
+    ]
 
 
 class Server:
@@ -60,16 +72,18 @@ class Server:
         self.log_path = log_path
         self.command = command(spec, port=self.port, workers=workers)
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command, cwd=ROOT, env={**os.environ, **env},
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
         self.started_at = monotonic()
         self.stop_outcome: StopOutcome | None = None
 
     def __enter__(self) -> "Server":
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.stop()
 
     def log_tail(self, chars: int = 1500) -> str:
@@ -163,7 +177,5 @@ def _kill(pid: int, started: str | None) -> None:
     """Kills `pid` only if it is still the process seen earlier (same start time), never a reused id."""
     if started is None or _start_time(pid) != started:
         return
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -1,6 +1,9 @@
 """Runs Debian's wrk with replay.lua over a list of raw requests and reads back what happened."""
 
+import itertools
 import json
+import math
+import os
 import selectors
 import signal
 import subprocess
@@ -14,6 +17,8 @@ WRK = "/usr/bin/wrk"
 SCRIPT = Path(__file__).with_name("replay.lua")
 DRAIN_GRACE_S = 15  # wrk's -d is budget + this: a server that stops answering still ends the run
 REQUEST_TIMEOUT = "30s"  # wrk files slower answers as timeouts and drops them from the percentiles
+DONE_MARK = b"replay-thread-done"  # replay.lua writes it to stderr when a thread has stopped
+_invocations = itertools.count(1)
 
 
 @dataclass(slots=True)
@@ -46,31 +51,50 @@ def _write_thread_files(requests: Sequence[bytes], threads: int, prefix: Path) -
             out.writelines(request + b"\0" for request in requests[thread::threads])
 
 
-def run(*, url: str, requests: Sequence[bytes], connections: int, budget_s: float, workdir: Path) -> WrkResult:
+def command(*, url: str, connections: int, duration_s: int, prefix: str, budget_s: float) -> list[str]:
+    threads = min(2, connections)  # wrk needs a connection per thread; two cores, two threads
+    load = ["-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s", "--timeout", REQUEST_TIMEOUT]
+    return [WRK, *load, "-s", str(SCRIPT), url, "--", prefix, f"{budget_s:.3f}"]
+
+
+def run(
+    *, url: str, requests: Sequence[bytes], connections: int, budget_s: float, workdir: Path
+) -> WrkResult:
     threads = min(2, connections)  # wrk needs a connection per thread; two cores, two threads
     prefix = workdir / "requests-"
     _write_thread_files(requests, threads, prefix)
-    duration_s = int(budget_s) + DRAIN_GRACE_S
-    command = [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s", "--timeout",
-               REQUEST_TIMEOUT, "-s", str(SCRIPT), url, "--", str(prefix), str(int(budget_s))]
-    stdout_path = workdir / "wrk.out"
+    duration_s = math.ceil(budget_s) + DRAIN_GRACE_S
+    argv = command(
+        url=url, connections=connections, duration_s=duration_s, prefix=str(prefix), budget_s=budget_s
+    )
+    stdout_path = workdir / f"wrk-{next(_invocations)}.out"
     with open(stdout_path, "wb") as stdout:
-        process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
+        process = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
         stderr = _wait_for_threads(process, threads, hard_deadline=monotonic() + duration_s + 20)
     text = stdout_path.read_text(errors="replace")
-    return _parse(text, stderr, connections=connections, threads=threads, total=len(requests),
-                  duration_limit_s=duration_s)
+    return _parse(
+        text,
+        stderr,
+        connections=connections,
+        threads=threads,
+        total=len(requests),
+        duration_limit_s=duration_s,
+    )
 
 
 def _wait_for_threads(process: subprocess.Popen[bytes], threads: int, *, hard_deadline: float) -> str:
-    """Reads the threads' done lines; when all are in, SIGINT ends wrk's fixed sleep at once."""
+    """Reads the threads' done lines; when all are in, SIGINT ends wrk's fixed sleep at once.
+
+    Raw os.read, not readline: two lines may arrive in one read, and a line left in a Python buffer
+    is invisible to select(), which would leave the run waiting for wrk's full -d.
+    """
     assert process.stderr is not None
-    lines: list[str] = []
-    finished = 0
+    descriptor = process.stderr.fileno()
+    received = b""
     with selectors.DefaultSelector() as selector:
-        selector.register(process.stderr, selectors.EVENT_READ)
+        selector.register(descriptor, selectors.EVENT_READ)
         while process.poll() is None and monotonic() < hard_deadline:
-            if finished == threads:
+            if received.count(DONE_MARK) >= threads:
                 process.send_signal(signal.SIGINT)
                 try:
                     process.wait(timeout=1)
@@ -78,24 +102,25 @@ def _wait_for_threads(process: subprocess.Popen[bytes], threads: int, *, hard_de
                     continue  # the signal came before wrk's handler was installed: send it again
                 break
             if selector.select(timeout=0.5):
-                line = process.stderr.readline().decode(errors="replace")
-                if not line:
+                chunk = os.read(descriptor, 65536)
+                if not chunk:
                     break
-                lines.append(line)
-                finished += line.startswith("replay-thread-done")
+                received += chunk
     if process.poll() is None:
         try:
             process.wait(timeout=max(0.0, hard_deadline - monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    lines.append(process.stderr.read().decode(errors="replace"))
+    received += process.stderr.read()
     process.stderr.close()
-    return "".join(line for line in lines if not line.startswith("replay-thread-done"))
+    text = received.decode(errors="replace")
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(DONE_MARK.decode()))
 
 
-def _parse(text: str, stderr: str, *, connections: int, threads: int, total: int,
-           duration_limit_s: int) -> WrkResult:
+def _parse(
+    text: str, stderr: str, *, connections: int, threads: int, total: int, duration_limit_s: int
+) -> WrkResult:
     line = next((row for row in text.splitlines() if row.startswith("REPLAY-RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result; stdout: {text[-800:]!r} stderr: {stderr[-800:]!r}")
@@ -106,11 +131,20 @@ def _parse(text: str, stderr: str, *, connections: int, threads: int, total: int
     issued = [min(count, len(range(thread, total, threads))) for thread, count in enumerate(data["issued"])]
     duration_s = data["duration_us"] / 1e6
     return WrkResult(
-        connections=connections, threads=threads, requests=data["requests"], duration_s=duration_s,
+        connections=connections,
+        threads=threads,
+        requests=data["requests"],
+        duration_s=duration_s,
         rps=data["requests"] / duration_s if duration_s else 0.0,
-        p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000, p99_ms=data["p99_us"] / 1000,
-        max_ms=data["max_us"] / 1000, non2xx=data["non2xx"], statuses=dict(statuses), errors=data["errors"],
+        p50_ms=data["p50_us"] / 1000,
+        p90_ms=data["p90_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        non2xx=data["non2xx"],
+        statuses=dict(statuses),
+        errors=data["errors"],
         issued=issued,
         sent_indices=[thread + threads * k for thread, count in enumerate(issued) for k in range(count)],
-        ended_by_deadline=duration_s >= duration_limit_s - 0.5, stderr_tail=stderr[-800:],
+        ended_by_deadline=duration_s >= duration_limit_s - 0.5,
+        stderr_tail=stderr[-800:],
     )

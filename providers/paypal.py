@@ -2,12 +2,12 @@
 
 Verified offline with `cryptography`, never by calling PayPal's verify API. The signing certificate is
 either pinned (PAYPAL_CERT_PATH) or fetched from PAYPAL-CERT-URL, which must be https on an allow-listed
-PayPal host; either way it must be currently valid and issued to a *.paypal.com name. Fetched
-certificates are cached until they expire.
+PayPal host (PAYPAL_CERT_HOSTS); either way it must be currently valid and issued to a *.paypal.com name.
+Fetched certificates are cached until they expire.
 
 Payment id by resource type (from `resource`): capture, sale, order and authorization events use
-`resource.id`; refund events use the capture (or sale) they refund, from the `up` link, falling back to
-`resource.id`.
+`resource.id`; refunds and reversals use the capture (or sale) they refund, from the `up` link or
+`sale_id`, falling back to `resource.id`.
 """
 
 import threading
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import requests
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import extract
@@ -27,7 +27,17 @@ from errors import InvalidPayload
 from events import NormalizedEvent
 from money import decimal_to_minor
 from providers.base import Provider
-from security import HeaderMap, SignatureInvalid, paypal_public_key, require_header, verify_paypal
+from security import (
+    HeaderMap,
+    SignatureInvalid,
+    check_paypal_cert_url,
+    load_paypal_certificate,
+    parse_paypal_headers,
+    paypal_certificate_key,
+    paypal_public_key,
+    require_header,
+    verify_paypal,
+)
 
 _HEADERS = (
     "paypal-transmission-id",
@@ -58,12 +68,28 @@ _STATUS_BY_EVENT = {
 }
 
 
+def load_pinned_certificate(path: str) -> x509.Certificate:
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"PAYPAL_CERT_PATH {path!r} cannot be read: {exc.strerror}") from exc
+    try:
+        return load_paypal_certificate(pem)
+    except SignatureInvalid as exc:
+        raise ValueError(f"PAYPAL_CERT_PATH {path!r} is not a PEM certificate") from exc
+
+
 def _refunded_payment_id(resource: object) -> object:
+    """v2 refunds link `up` to their capture; v1 refunds name their sale in `sale_id`."""
     links = extract.get_path(resource, "links")
     for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("rel") == "up" and isinstance(link.get("href"), str):
             return link["href"].rstrip("/").rsplit("/", 1)[-1]
     return extract.get_path(resource, "sale_id") or extract.get_path(resource, "id")
+
+
+def _is_refund(event_type: str, resource_type: object) -> bool:
+    return resource_type == "refund" or event_type.endswith((".REFUNDED", ".REVERSED"))
 
 
 class PayPal(Provider):
@@ -73,24 +99,15 @@ class PayPal(Provider):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._pinned_pem = Path(settings.paypal_cert_path).read_bytes() if settings.paypal_cert_path else None
+        # A pinned certificate is read once: an unreadable file stops the service at start-up.
+        pinned = settings.paypal_cert_path
+        self._pinned = load_pinned_certificate(pinned) if pinned else None
         self._cache: dict[str, tuple[rsa.RSAPublicKey, datetime]] = {}
         self._lock = threading.Lock()
 
     @property
     def secrets(self) -> Sequence[str]:
         return self.settings.paypal_webhook_id
-
-    def _check_cert_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        if (
-            parts.scheme != "https"
-            or parts.hostname not in self.settings.paypal_cert_hosts
-            or parts.username
-            or parts.password
-            or parts.port not in (None, 443)
-        ):
-            raise SignatureInvalid("PAYPAL-CERT-URL is not an https URL on an allowed PayPal host")
 
     def _fetch_pem(self, url: str) -> bytes:
         try:
@@ -101,9 +118,9 @@ class PayPal(Provider):
         return response.content
 
     async def _public_key(self, cert_url: str, now: datetime) -> rsa.RSAPublicKey:
-        if self._pinned_pem is not None:
-            return paypal_public_key(self._pinned_pem, now=now)[0]
-        self._check_cert_url(cert_url)
+        if self._pinned is not None:
+            return paypal_certificate_key(self._pinned, now=now)[0]
+        check_paypal_cert_url(cert_url, allowed_hosts=self.settings.paypal_cert_hosts)
         with self._lock:
             cached = self._cache.get(cert_url)
         if cached is not None and now <= cached[1]:
@@ -117,13 +134,19 @@ class PayPal(Provider):
         return key
 
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
-        key = await self._public_key(require_header(headers, "paypal-cert-url"), datetime.fromtimestamp(now, UTC))
+        fields = {
+            "transmission_id": require_header(headers, "paypal-transmission-id"),
+            "transmission_time": require_header(headers, "paypal-transmission-time"),
+            "signature_b64": require_header(headers, "paypal-transmission-sig"),
+            "auth_algo": require_header(headers, "paypal-auth-algo"),
+        }
+        # Malformed headers are refused before a certificate is fetched on the delivery's behalf.
+        parse_paypal_headers(**fields)
+        cert_url = require_header(headers, "paypal-cert-url")
+        key = await self._public_key(cert_url, datetime.fromtimestamp(now, UTC))
         verify_paypal(
             body,
-            transmission_id=require_header(headers, "paypal-transmission-id"),
-            transmission_time=require_header(headers, "paypal-transmission-time"),
-            signature_b64=require_header(headers, "paypal-transmission-sig"),
-            auth_algo=require_header(headers, "paypal-auth-algo"),
+            **fields,
             webhook_ids=self.secrets,
             public_key=key,
             now=now,
@@ -135,15 +158,15 @@ class PayPal(Provider):
     ) -> NormalizedEvent:
         event_type = extract.required_text(payload.get("event_type"), "event_type")
         resource = payload.get("resource")
-        refund = ".REFUNDED" in event_type or ".REVERSED" in event_type
-        payment_id = _refunded_payment_id(resource) if refund else extract.get_path(resource, "id")
+        if _is_refund(event_type, payload.get("resource_type")):
+            payment_id = _refunded_payment_id(resource)
+        else:
+            payment_id = extract.get_path(resource, "id")
         # v2 resources say `status` and amount {value, currency_code}; v1 say `state` and {total, currency}.
-        status = extract.get_path(resource, "status") or extract.get_path(resource, "state")
-        currency = extract.currency(
-            extract.get_path(resource, "amount.currency_code") or extract.get_path(resource, "amount.currency"),
-            "resource.amount.currency_code",
-        )
-        value = extract.get_path(resource, "amount.value") or extract.get_path(resource, "amount.total")
+        status = _first_present(resource, "status", "state")
+        currency_code = _first_present(resource, "amount.currency_code", "amount.currency")
+        currency = extract.currency(currency_code, "resource.amount.currency_code")
+        value = _first_present(resource, "amount.value", "amount.total")
         return NormalizedEvent(
             provider=self.name,
             event_id=extract.required_text(payload.get("id"), "id"),
@@ -161,7 +184,17 @@ class PayPal(Provider):
         )
 
 
+def _first_present(resource: object, *paths: str) -> object:
+    """The first field present (even if empty, so an empty value is refused rather than skipped)."""
+    for path in paths:
+        value = extract.get_path(resource, path)
+        if value is not None:
+            return value
+    return None
+
+
 def _minor(value: object, currency: str | None) -> int | None:
+    """PayPal sends decimal strings ("10.99"); converted with the currency's ISO 4217 exponent."""
     if value is None or currency is None:
         return None
     if not isinstance(value, str):

@@ -70,6 +70,7 @@ class Razorpay(Provider):
             subject, subject_name = payment, "payment"
             payment_id = extract.get_path(payment, "id")
         prefix = f"payload.{subject_name}.entity"
+        payment_id_field = f"{prefix}.id" if subject_name == "payment" else f"{prefix}.payment_id"
 
         status = _STATUS_BY_EVENT.get(event_type)
         if event_type == "refund.processed":
@@ -83,7 +84,7 @@ class Razorpay(Provider):
             event_id=event_id or extract.derived_event_id(body),
             id_derived=event_id is None,
             event_type=event_type,
-            payment_id=extract.text(payment_id, f"{prefix}.{'id' if subject_name == 'payment' else 'payment_id'}"),
+            payment_id=extract.text(payment_id, payment_id_field),
             status=status,
             provider_status=extract.text(provider_status, f"{prefix}.status"),
             amount=extract.amount(extract.get_path(subject, "amount"), f"{prefix}.amount"),

@@ -2,7 +2,8 @@
 
 `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64> [v1,<base64> ...]` (or the same with
 the `svix-` prefix), signed over f"{id}.{timestamp}.{body}" with the base64-decoded `whsec_` secret.
-Bodies are free-form: where the payment fields live is configurable (STANDARD_*_PATH settings).
+Bodies are free-form: where the payment fields live is configurable (STANDARD_*_PATH settings), and a
+body without `type` is stored with no type.
 """
 
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ import extract
 from config import Settings
 from events import STATUS_RANK, NormalizedEvent
 from providers.base import Provider
-from security import HeaderMap, decode_standard_secret, require_header, verify_standard
+from security import HeaderMap, decode_standard_secret, require_header, unix_seconds, verify_standard
 
 _ID = ("webhook-id", "svix-id")
 _TIMESTAMP = ("webhook-timestamp", "svix-timestamp")
@@ -49,27 +50,24 @@ class StandardWebhooks(Provider):
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
         settings = self.settings
-        status = extract.text(extract.get_path(payload, settings.standard_status_path), settings.standard_status_path)
-        occurred_at = extract.iso_time(payload.get("timestamp"), "timestamp") or extract.unix_time(
-            int(require_header(headers, *_TIMESTAMP)), "webhook-timestamp"
+        status_path, id_path = settings.standard_status_path, settings.standard_payment_id_path
+        amount_path, currency_path = settings.standard_amount_path, settings.standard_currency_path
+        status = extract.text(extract.get_path(payload, status_path), status_path)
+        signed_at = unix_seconds(require_header(headers, *_TIMESTAMP))
+        occurred_at = extract.iso_time(payload.get("timestamp"), "timestamp") or (
+            extract.unix_time(signed_at, "webhook-timestamp") if signed_at is not None else None
         )
         return NormalizedEvent(
             provider=self.name,
             event_id=extract.required_text(require_header(headers, *_ID), "webhook-id"),
             id_derived=False,
             event_type=extract.text(payload.get("type"), "type"),
-            payment_id=extract.text(
-                extract.get_path(payload, settings.standard_payment_id_path), settings.standard_payment_id_path
-            ),
+            payment_id=extract.text(extract.get_path(payload, id_path), id_path),
             # A status from the documented vocabulary moves the payment; anything else is kept as said.
             status=status if status in STATUS_RANK else None,
             provider_status=status,
-            amount=extract.amount(
-                extract.get_path(payload, settings.standard_amount_path), settings.standard_amount_path
-            ),
-            currency=extract.currency(
-                extract.get_path(payload, settings.standard_currency_path), settings.standard_currency_path
-            ),
+            amount=extract.amount(extract.get_path(payload, amount_path), amount_path),
+            currency=extract.currency(extract.get_path(payload, currency_path), currency_path),
             occurred_at=occurred_at or received_at,
             received_at=received_at,
             raw_body=body,

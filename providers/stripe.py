@@ -23,6 +23,8 @@ _STATUS_BY_EVENT = {
     "charge.failed": "failed",
     "charge.dispute.created": "disputed",
 }
+# charge.dispute.closed says who won in the dispute's status; "warning_closed" and others leave it alone.
+_DISPUTE_OUTCOME = {"won": "dispute_won", "lost": "dispute_lost"}
 
 
 def _status(event_type: str, obj: object) -> str | None:
@@ -33,7 +35,7 @@ def _status(event_type: str, obj: object) -> str | None:
         return "refunded" if extract.get_path(obj, "refunded") is True else "partially_refunded"
     if event_type == "charge.dispute.closed":
         outcome = extract.get_path(obj, "status")
-        return {"won": "dispute_won", "lost": "dispute_lost"}.get(outcome) if isinstance(outcome, str) else None
+        return _DISPUTE_OUTCOME.get(outcome) if isinstance(outcome, str) else None
     return _STATUS_BY_EVENT.get(event_type)
 
 

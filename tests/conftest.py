@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import requests
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from config import Settings
 from database import normalise_url
@@ -53,6 +53,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_server_url")
     engine = create_engine(normalise_url(url))
     Base.metadata.drop_all(engine)
+    with engine.begin() as connection:  # Alembic's bookkeeping too: empty means "never migrated"
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
     return url
 

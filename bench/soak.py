@@ -1,0 +1,74 @@
+"""Memory after a long ingest: a million distinct events through one ours process, RSS sampled per chunk."""
+
+from collections.abc import Callable
+from pathlib import Path
+from time import monotonic
+from typing import Any
+
+from bench import load, measure
+from bench.databases import fresh
+from bench.servers import OURS, Server, ServerFailed
+
+CHUNK = 100_000
+CONNECTIONS = 32
+
+
+def rss_after_ingest(
+    kind: str, *, events: int, time_cap_s: float, workdir: Path, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Sends `events` distinct events (no duplicates) in chunks, or as many as fit in `time_cap_s`."""
+    outcome: dict[str, Any] = {
+        "database": kind,
+        "target_events": events,
+        "connections": CONNECTIONS,
+        "time_cap_s": time_cap_s,
+        "samples": [],
+    }
+    sent = non2xx = 0
+    began = monotonic()
+    with fresh(kind, workdir, "memory") as database:
+        try:
+            with Server(
+                OURS, workers=1, env=measure.server_env(database), log_path=workdir / f"memory-{kind}.log"
+            ) as server:
+                server.wait_ready()
+                outcome["samples"].append({"events_sent": 0, "rss_mib": _mib(server), "seconds": 0.0})
+                chunk_number = 0
+                while sent < events and (remaining := time_cap_s - (monotonic() - began)) > 5:
+                    burst = load.ingest(
+                        url=server.url,
+                        tag=f"s{chunk_number}",
+                        count=min(CHUNK, events - sent),
+                        connections=CONNECTIONS,
+                        budget_s=remaining,
+                        workdir=workdir,
+                        duplicate_ratio=0.0,
+                    )
+                    chunk_number += 1
+                    sent += burst.unique_sent
+                    non2xx += burst.result.non2xx
+                    sample = {
+                        "events_sent": sent,
+                        "rss_mib": _mib(server),
+                        "seconds": round(monotonic() - began, 1),
+                        "rps": round(burst.result.rps),
+                        "p99_ms": burst.result.p99_ms,
+                    }
+                    outcome["samples"].append(sample)
+                    say(
+                        f"  memory: {sent:,} events sent, RSS {sample['rss_mib']:.0f} MiB, "
+                        f"{burst.result.rps:,.0f} req/s"
+                    )
+            outcome["stopped_on_sigterm"] = server.stop().on_sigterm
+        except (ServerFailed, RuntimeError) as exc:
+            outcome["error"] = str(exc)[-2000:]
+        outcome["rows"] = database.count_rows("webhook_events")
+    outcome.update(
+        events_sent=sent, non2xx=non2xx, complete=sent >= events, seconds=round(monotonic() - began)
+    )
+    outcome["rss_mib_after"] = outcome["samples"][-1]["rss_mib"] if outcome["samples"] else None
+    return outcome
+
+
+def _mib(server: Server) -> float:
+    return round(sum(server.rss_kib().values()) / 1024, 1)

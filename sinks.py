@@ -1,0 +1,215 @@
+"""Where a batch of events is written: the SQL of one batch, and one sink per database.
+
+Each batch is two statements in one transaction: `INSERT ... ON CONFLICT (provider, event_id) DO
+NOTHING RETURNING id` per event (the database decides what is new), then one upsert per payment into
+the projection. Both are compiled once from their Core definitions and run on the driver's own cursor:
+measured, SQLAlchemy's per-execute layers (cache keys, result objects) cost more per event than the
+insert itself. The SQL and the type conversions stay SQLAlchemy's.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Any, Final, Protocol
+
+import psycopg
+from sqlalchemy import Column, Dialect, Engine, PoolProxiedConnection, bindparam
+from sqlalchemy.dialects import postgresql, sqlite
+
+import projection
+from events import NormalizedEvent
+from models import Event, Payment
+
+Binds = list[tuple[str, Callable[[Any], Any] | None]]  # column name, SQLAlchemy's conversion for it
+_FIELDS: Final = tuple(field.name for field in fields(NormalizedEvent))
+
+
+class Sink(Protocol):
+    # Errors that blame one row rather than the database: the writer retries such a batch row by row.
+    row_errors: tuple[type[Exception], ...]
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        """Store `events` and commit; per event, whether it was new. Raises the driver's errors."""
+
+    async def reset(self) -> None:
+        """Drop the connection after an error; the next write opens a new one."""
+
+    async def close(self) -> None: ...
+
+
+class BatchSql:
+    def __init__(self, dialect: Dialect) -> None:
+        # sqlite3 takes :named parameters as well as its default ?, and named parameters let one dict
+        # per row serve both dialects.
+        compile_for = sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        table = Event.__table__
+        columns = [column for column in table.c if column.name != "id"]
+        insert_event = (
+            insert(table)
+            .values({column.name: bindparam(column.name) for column in columns})
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(table.c.id)
+        )
+        self.insert_event = str(insert_event.compile(dialect=compile_for))
+        self.upsert_payment = str(projection.upsert_statement(dialect.name).compile(dialect=compile_for))
+        self._event_binds = _binds(columns, dialect)
+        self._payment_binds = _binds(list(Payment.__table__.c), dialect)
+
+    def plan(self, events: Sequence[NormalizedEvent]) -> "Batch":
+        first_index: dict[tuple[str, str], int] = {}
+        for index, event in enumerate(events):
+            first_index.setdefault((event.provider, event.event_id), index)
+        # Sorted keys: concurrent writers (other processes) take the unique-index locks in the same
+        # order, so they queue behind each other instead of deadlocking.
+        keys = sorted(first_index)
+        unique = [events[first_index[key]] for key in keys]
+        rows = [_parameters({name: getattr(e, name) for name in _FIELDS}, self._event_binds) for e in unique]
+        return Batch(events=events, unique=unique, first_index=first_index, event_rows=rows)
+
+    def payment_rows(self, batch: "Batch", row_ids: Sequence[int | None]) -> list[dict[str, Any]]:
+        """The projection upserts for the events that were new (row id returned), in key order."""
+        batch.new = [(row_id, event) for row_id, event in zip(row_ids, batch.unique, strict=True) if row_id]
+        return [_parameters(row, self._payment_binds) for row in projection.fold(batch.new)]
+
+
+@dataclass
+class Batch:
+    events: Sequence[NormalizedEvent]
+    unique: list[NormalizedEvent]
+    first_index: dict[tuple[str, str], int]
+    event_rows: list[dict[str, Any]]
+    new: list[tuple[int, NormalizedEvent]] | None = None
+
+    def outcomes(self) -> list[bool]:
+        """Per event, new or not. Of several deliveries of one event in a batch, the first is the new
+        one; the rest are duplicates, as if they had arrived just after it."""
+        inserted = {(event.provider, event.event_id) for _, event in self.new or []}
+        keys = ((event.provider, event.event_id) for event in self.events)
+        return [self.first_index[key] == index and key in inserted for index, key in enumerate(keys)]
+
+
+def _binds(columns: list[Column[Any]], dialect: Dialect) -> Binds:
+    return [(column.name, column.type.dialect_impl(dialect).bind_processor(dialect)) for column in columns]
+
+
+def _parameters(values: dict[str, Any], binds: Binds) -> dict[str, Any]:
+    return {name: convert(values.get(name)) if convert else values.get(name) for name, convert in binds}
+
+
+class SqliteSink:
+    """sqlite3 has no asynchronous driver, and a commit waits for fsync: batches run on one dedicated
+    thread (SQLite takes one writer at a time anyway), and the event loop awaits them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sql = BatchSql(engine.dialect)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
+        self._connection: PoolProxiedConnection | None = None
+        dbapi = engine.dialect.loaded_dbapi
+        self.row_errors = (dbapi.IntegrityError, dbapi.DataError)
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, events)
+
+    def _write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        # One long-lived connection: the writer is its only user, and a pool checkout per batch would
+        # cost a pre-ping each time. It is replaced after any error.
+        if self._connection is None:
+            self._connection = self._engine.raw_connection()
+        batch = self._sql.plan(events)
+        cursor = self._connection.cursor()
+        try:
+            row_ids: list[int | None] = []
+            for row in batch.event_rows:  # sqlite3's executemany cannot return rows
+                cursor.execute(self._sql.insert_event, row)
+                returned = cursor.fetchone()
+                row_ids.append(returned[0] if returned else None)
+            payments = self._sql.payment_rows(batch, row_ids)
+            if payments:
+                cursor.executemany(self._sql.upsert_payment, payments)
+        except BaseException:
+            self._connection.rollback()
+            raise
+        finally:
+            cursor.close()
+        self._connection.commit()  # only now may a delivery of this batch be acknowledged
+        return batch.outcomes()
+
+    async def reset(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_connection)
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.invalidate()
+            self._connection = None
+
+    async def close(self) -> None:
+        await self.reset()
+        self._executor.shutdown(wait=True)
+
+
+class PostgresSink:
+    """psycopg's asynchronous connection, driven by the event loop itself: a batch is one pipelined
+    round trip plus the commit, with no thread to hand work to and back."""
+
+    row_errors = (psycopg.IntegrityError, psycopg.DataError)
+
+    def __init__(self, engine: Engine, *, connect_timeout: int, statement_timeout_ms: int) -> None:
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connect_timeout = connect_timeout
+        self._options = f"-c statement_timeout={statement_timeout_ms}"
+        self._sql = BatchSql(engine.dialect)
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        if self._connection is None:
+            self._connection = await psycopg.AsyncConnection.connect(
+                self._conninfo, connect_timeout=self._connect_timeout, options=self._options
+            )
+        connection = self._connection
+        batch = self._sql.plan(events)
+        try:
+            async with connection.cursor() as cursor:
+                # executemany sends every insert in one pipeline and keeps each one's RETURNING rows.
+                await cursor.executemany(self._sql.insert_event, batch.event_rows, returning=True)
+                row_ids: list[int | None] = []
+                while True:
+                    returned = await cursor.fetchone()
+                    row_ids.append(returned[0] if returned else None)
+                    if not cursor.nextset():
+                        break
+                payments = self._sql.payment_rows(batch, row_ids)
+                if payments:
+                    await cursor.executemany(self._sql.upsert_payment, payments)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.rollback()
+            raise
+        await connection.commit()  # only now may a delivery of this batch be acknowledged
+        return batch.outcomes()
+
+    async def reset(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
+
+    async def close(self) -> None:
+        await self.reset()
+
+
+def make_sinks(
+    engine: Engine, *, concurrency: int, connect_timeout: int, statement_timeout_ms: int
+) -> list[Sink]:
+    """PostgreSQL: `concurrency` connections, each with a batch in flight. SQLite: one, since SQLite
+    takes one writer at a time."""
+    if engine.dialect.name != "postgresql":
+        return [SqliteSink(engine)]
+    return [
+        PostgresSink(engine, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms)
+        for _ in range(concurrency)
+    ]
