@@ -40,6 +40,11 @@ migrate: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
+# The long reliability runs (crash, database outage, two instances, 1-512 connections, schemathesis at
+# length), with their measured figures; killed at 15 minutes. PostgreSQL cases need TEST_POSTGRES_URL.
+soak: $(VENV)/.installed-dev
+	timeout 900 $(BIN)/python -m pytest -m soak tests/soak -rP
+
 # ruff, then mypy (strict, every module: see pyproject.toml); both always run, and any finding fails.
 lint: $(VENV)/.installed-dev
 	@status=0; $(BIN)/ruff check . || status=1; $(BIN)/mypy || status=1; exit $$status

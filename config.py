@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 CommaList = Annotated[list[str], NoDecode]
 
 # The prototype's shared secret: convenient on a laptop, refused in production.
-DEVELOPMENT_SECRET = "test_secret"
+DEVELOPMENT_SECRET = "test_secret"  # noqa: S105 (public by design: the value production refuses)
 
 # Setting name -> environment variable, for messages that tell the operator exactly what to set.
 SECRET_SETTINGS = {
@@ -107,7 +107,9 @@ class Settings(BaseSettings):
             if DEVELOPMENT_SECRET in getattr(self, field):
                 raise ValueError(f"{env_name} must not be the development secret when APP_ENV=production")
         if not self.api_tokens:
-            raise ValueError("API_TOKENS must be set when APP_ENV=production (the read API holds payment data)")
+            raise ValueError(
+                "API_TOKENS must be set when APP_ENV=production (the read API holds payment data)"
+            )
         return self
 
 

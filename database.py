@@ -9,12 +9,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from models import Base
 
 
 def normalise_url(raw: str) -> URL:
     """`postgresql://` and `postgres://` (as hosting platforms hand them out) use the driver we ship."""
-    url = make_url("postgresql://" + raw.removeprefix("postgres://") if raw.startswith("postgres://") else raw)
+    url = make_url(
+        "postgresql://" + raw.removeprefix("postgres://") if raw.startswith("postgres://") else raw
+    )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return url
@@ -68,11 +69,6 @@ def dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.I
     """The dialect's own INSERT, which has `on_conflict_do_nothing` / `on_conflict_do_update`: the
     race-free way to insert once, where a check-then-insert would let two deliveries both insert."""
     return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def create_schema(engine: Engine) -> None:
-    """Creates missing tables. Migrations (Alembic) take over in deployments that manage the schema."""
-    Base.metadata.create_all(engine)
 
 
 def ping(engine: Engine) -> None:

@@ -85,7 +85,9 @@ router = APIRouter()
 # --- errors: one JSON shape for everything -----------------------------------------------------------
 
 
-def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
@@ -190,7 +192,8 @@ async def receive(request: Request, provider_name: str) -> Response:
         outcome.outcome = "processed" if is_new else "duplicate"
         outcome.status_code = 200
         return Response(
-            orjson.dumps({"status": outcome.outcome, "event_id": event.event_id}), media_type="application/json"
+            orjson.dumps({"status": outcome.outcome, "event_id": event.event_id}),
+            media_type="application/json",
         )
     except (ApiError, SignatureError) as exc:
         outcome.outcome = exc.code
@@ -301,7 +304,7 @@ def _webhook_provider(scope: Scope) -> str | None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Payment webhook receiver",
-        summary="Verifies payment providers' webhooks, stores each event exactly once, serves payment history.",
+        summary="Verifies payment providers' webhooks, stores each event once, serves payment history.",
         version="1.0.0",
         lifespan=lifespan,
     )

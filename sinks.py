@@ -12,10 +12,10 @@ import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import psycopg
-from sqlalchemy import Column, Dialect, Engine, PoolProxiedConnection, bindparam
+from sqlalchemy import Column, Dialect, Engine, PoolProxiedConnection, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 import projection
@@ -45,7 +45,7 @@ class BatchSql:
         # per row serve both dialects.
         compile_for = sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-        table = Event.__table__
+        table = cast(Table, Event.__table__)
         columns = [column for column in table.c if column.name != "id"]
         insert_event = (
             insert(table)
@@ -56,7 +56,7 @@ class BatchSql:
         self.insert_event = str(insert_event.compile(dialect=compile_for))
         self.upsert_payment = str(projection.upsert_statement(dialect.name).compile(dialect=compile_for))
         self._event_binds = _binds(columns, dialect)
-        self._payment_binds = _binds(list(Payment.__table__.c), dialect)
+        self._payment_binds = _binds(list(cast(Table, Payment.__table__).c), dialect)
 
     def plan(self, events: Sequence[NormalizedEvent]) -> "Batch":
         first_index: dict[tuple[str, str], int] = {}
@@ -109,7 +109,7 @@ class SqliteSink:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
         self._connection: PoolProxiedConnection | None = None
         dbapi = engine.dialect.loaded_dbapi
-        self.row_errors = (dbapi.IntegrityError, dbapi.DataError)
+        self.row_errors: tuple[type[Exception], ...] = (dbapi.IntegrityError, dbapi.DataError)
 
     async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, events)
@@ -156,7 +156,7 @@ class PostgresSink:
     """psycopg's asynchronous connection, driven by the event loop itself: a batch is one pipelined
     round trip plus the commit, with no thread to hand work to and back."""
 
-    row_errors = (psycopg.IntegrityError, psycopg.DataError)
+    row_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError, psycopg.DataError)
 
     def __init__(self, engine: Engine, *, connect_timeout: int, statement_timeout_ms: int) -> None:
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -23,7 +23,6 @@ import sys
 import time
 import uuid
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +32,15 @@ import requests
 
 SAMPLES = Path(__file__).resolve().parent / "sample_payloads"
 # Keys whose string values are ids: they get the run suffix so that every run is new to the server.
-ID_KEYS = {"id", "payment_id", "order_id", "payment_intent", "latest_charge", "reference", "transaction_reference"}
+ID_KEYS = {
+    "id",
+    "payment_id",
+    "order_id",
+    "payment_intent",
+    "latest_charge",
+    "reference",
+    "transaction_reference",
+}
 STALE_SECONDS = 3600
 
 DEFAULT_SECRETS = {
@@ -43,7 +50,13 @@ DEFAULT_SECRETS = {
     "paystack": "sk_test_secret",
     "paypal": "WEBHOOK_ID",
 }
-TYPE_FIELD = {"razorpay": "event", "stripe": "type", "paypal": "event_type", "paystack": "event", "standard": "type"}
+TYPE_FIELD = {
+    "razorpay": "event",
+    "stripe": "type",
+    "paypal": "event_type",
+    "paystack": "event",
+    "standard": "type",
+}
 Headers = dict[str, str]
 
 
@@ -74,20 +87,23 @@ class Signer:
     def sign(self, body: bytes, *, event_id: str, at: float) -> Headers:
         headers = {"Content-Type": "application/json"}
         if self.provider == "razorpay":
-            headers |= {"X-Razorpay-Signature": _hex(self.secret.encode(), body), "X-Razorpay-Event-Id": event_id}
+            headers |= {
+                "X-Razorpay-Signature": _hex(self.secret.encode(), body),
+                "X-Razorpay-Event-Id": event_id,
+            }
         elif self.provider == "paystack":
             headers["x-paystack-signature"] = _hex(self.secret.encode(), body, hashlib.sha512)
         elif self.provider == "stripe":
-            t = int(at)
-            headers["Stripe-Signature"] = f"t={t},v1={_hex(self.secret.encode(), f'{t}.'.encode() + body)}"
+            signed = f"{int(at)}.".encode() + body
+            headers["Stripe-Signature"] = f"t={int(at)},v1={_hex(self.secret.encode(), signed)}"
         elif self.provider == "standard":
-            t = str(int(at))
+            timestamp = str(int(at))
             raw = self.secret.removeprefix("whsec_")
             key = base64.b64decode(raw + "=" * (-len(raw) % 4))
-            digest = hmac.new(key, f"{event_id}.{t}.".encode() + body, hashlib.sha256).digest()
+            digest = hmac.new(key, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
             headers |= {
                 "webhook-id": event_id,
-                "webhook-timestamp": t,
+                "webhook-timestamp": timestamp,
                 "webhook-signature": "v1," + base64.b64encode(digest).decode(),
             }
         elif self.provider == "paypal":
@@ -157,14 +173,14 @@ def load_samples(provider: str, suffix: str) -> list[tuple[str, dict[str, Any]]]
 
 
 def payment_id_of(provider: str, payload: dict[str, Any]) -> str | None:
-    paths = {
+    paths_by_provider: dict[str, list[tuple[str, ...]]] = {
         "razorpay": [("payload", "payment", "entity", "id")],
         "stripe": [("data", "object", "payment_intent"), ("data", "object", "id")],
         "paypal": [("resource", "id")],
         "standard": [("data", "id")],
         "paystack": [("data", "reference")],
-    }[provider]
-    for path in paths:
+    }
+    for path in paths_by_provider[provider]:
         value: Any = payload
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
@@ -213,8 +229,13 @@ class Runner:
             self.check(f"deliver {name}", "200 processed", self.post(body, headers))
 
         body, headers = sent[0]
-        self.check("retry of a delivered event", "200 duplicate", self.post(body, self.signed(body, headers.get(
-            "X-Razorpay-Event-Id") or headers.get("webhook-id"))))
+        self.check(
+            "retry of a delivered event",
+            "200 duplicate",
+            self.post(
+                body, self.signed(body, headers.get("X-Razorpay-Event-Id") or headers.get("webhook-id"))
+            ),
+        )
         self.negative_cases(deliveries[0][3])
 
         payment_id = payment_id_of(self.provider, samples[0][1])
@@ -232,8 +253,10 @@ class Runner:
         self.check("missing signature", "403 signature_missing", self.post(body, missing))
         broken = b'{"event": "payment.captured", "payload": '
         self.check("invalid JSON", "400 invalid_json", self.post(broken, self.signed(broken)))
-        untyped = json.dumps({k: v for k, v in template.items() if k != TYPE_FIELD[self.provider]} | {
-            "_runner_nonce": uuid.uuid4().hex}).encode()
+        untyped = json.dumps(
+            {k: v for k, v in template.items() if k != TYPE_FIELD[self.provider]}
+            | {"_runner_nonce": uuid.uuid4().hex}
+        ).encode()
         # Standard Webhooks bodies are free-form: an untyped one is stored, not refused.
         expected = "200 processed" if self.provider == "standard" else "400 invalid_payload"
         self.check("payload without event type", expected, self.post(untyped, self.signed(untyped)))
@@ -244,12 +267,16 @@ class Runner:
             self.check("stale signature (replay)", "403 signature_expired", self.post(body, stale))
 
     def show_history(self, payment_id: str) -> bool:
-        response = self.http.get(f"{self.url}/payments/{payment_id}/events", headers=self.read_headers, timeout=30)
+        response = self.http.get(
+            f"{self.url}/payments/{payment_id}/events", headers=self.read_headers, timeout=30
+        )
         history = response.json() if response.status_code == 200 else []
         print(f"\nHistory of {payment_id} (GET /payments/{payment_id}/events -> {response.status_code}):")
         for item in history:
-            print(f"  {item['occurred_at']}  {item['event_type'] or '-':<28} {item['status'] or '-':<20}"
-                  f" {item['amount']} {item['currency']}")
+            print(
+                f"  {item['occurred_at']}  {item['event_type'] or '-':<28} {item['status'] or '-':<20}"
+                f" {item['amount']} {item['currency']}"
+            )
         times = [datetime.fromisoformat(item["occurred_at"]) for item in history]
         ordered = times == sorted(times) and len(history) > 0
         state = self.http.get(f"{self.url}/payments/{payment_id}", headers=self.read_headers, timeout=30)
@@ -280,25 +307,41 @@ def make_paypal_cert(folder: Path) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.paypal.com")])
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
     )
-    (folder / "paypal-key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "paypal-key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     (folder / "paypal-cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     print(f"wrote {folder / 'paypal-key.pem'} and {folder / 'paypal-cert.pem'}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--provider", choices=sorted(DEFAULT_SECRETS), default="razorpay")
-    parser.add_argument("--secret", help="the provider's secret (PayPal: the webhook id); defaults per provider")
+    parser.add_argument(
+        "--secret", help="the provider's secret (PayPal: the webhook id); defaults per provider"
+    )
     parser.add_argument("--token", help="bearer token for the read API, when API_TOKENS is set")
     parser.add_argument("--max-body-bytes", type=int, default=1_048_576, help="the server's MAX_BODY_BYTES")
-    parser.add_argument("--paypal-key", type=Path, help="PEM private key matching the server's PAYPAL_CERT_PATH")
-    parser.add_argument("--make-paypal-cert", type=Path, metavar="DIR", help="write a test key and certificate")
+    parser.add_argument(
+        "--paypal-key", type=Path, help="PEM private key matching the server's PAYPAL_CERT_PATH"
+    )
+    parser.add_argument(
+        "--make-paypal-cert", type=Path, metavar="DIR", help="write a test key and certificate"
+    )
     args = parser.parse_args(argv)
     if args.make_paypal_cert:
         make_paypal_cert(args.make_paypal_cert)

@@ -71,7 +71,9 @@ def client_factory(database_url: str) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def start(**overrides: Any) -> TestClient:
-        client = TestClient(create_app(make_settings(database_url, **overrides)), raise_server_exceptions=False)
+        client = TestClient(
+            create_app(make_settings(database_url, **overrides)), raise_server_exceptions=False
+        )
         client.__enter__()
         clients.append(client)
         return client
@@ -104,10 +106,20 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, deadline_s: float = 20.0) -> "LiveServer":
-        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         command += ["--no-access-log", "--workers", str(self.workers)]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         self.wait_ready(deadline_s)
         return self
 
@@ -116,7 +128,9 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}")
+                raise RuntimeError(
+                    f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
+                )
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return

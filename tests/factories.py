@@ -44,6 +44,11 @@ def razorpay_event(
     return payload
 
 
-def razorpay_delivery(payload: dict[str, Any] | bytes, secret: str = RAZORPAY_SECRET) -> tuple[bytes, dict[str, str]]:
+def razorpay_delivery(
+    payload: dict[str, Any] | bytes, secret: str = RAZORPAY_SECRET
+) -> tuple[bytes, dict[str, str]]:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return body, {"X-Razorpay-Signature": razorpay_signature(body, secret), "Content-Type": "application/json"}
+    return body, {
+        "X-Razorpay-Signature": razorpay_signature(body, secret),
+        "Content-Type": "application/json",
+    }

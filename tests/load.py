@@ -6,6 +6,7 @@ wait for a race: waits are on events, on futures, or on polling with a deadline.
 """
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -59,7 +60,12 @@ class LoggedServer(LiveServer):
     def launch(self) -> "LoggedServer":
         """Start the process without waiting for it to be ready (or to fail)."""
         command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), *([] if self.access_log else ["--no-access-log"]), *self.extra_args]
+        command += [
+            "--port",
+            str(self.port),
+            *([] if self.access_log else ["--no-access-log"]),
+            *self.extra_args,
+        ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         return self
@@ -164,7 +170,9 @@ def razorpay_deliveries(count: int, *, run: str | None = None, secret: str = "te
     for index in range(count):
         event_id = f"evt_{run}_{index:06d}"
         payload = razorpay_event(
-            event=_EVENT_TYPES[index % 3], payment_id=f"pay_{run}_{index // 3:06d}", event_id=event_id,
+            event=_EVENT_TYPES[index % 3],
+            payment_id=f"pay_{run}_{index // 3:06d}",
+            event_id=event_id,
             created_at=1_751_885_965 + index,
         )
         body, headers = razorpay_delivery(payload, secret)
@@ -309,7 +317,9 @@ def send_until_acked(
                 work.put(delivery)
                 stop.wait(backoff_s)  # the provider's back-off before its retry, not a wait for a race
 
-    pool = [threading.Thread(target=worker, name=f"provider-{index}", daemon=True) for index in range(threads)]
+    pool = [
+        threading.Thread(target=worker, name=f"provider-{index}", daemon=True) for index in range(threads)
+    ]
     for thread in pool:
         thread.start()
     for thread in pool:
@@ -393,7 +403,8 @@ def storage_outage(database_url: str) -> Iterator[None]:
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         connection.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         )
         try:
@@ -423,13 +434,14 @@ def writes_stalled(database_url: str) -> Iterator[None]:
 # --- raw sockets: what a client library would not send ---------------------------------------------------
 
 
-def raw_request(port: int, head: bytes, body: bytes = b"", *, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+def raw_request(
+    port: int, head: bytes, body: bytes = b"", *, timeout: float = 10.0
+) -> tuple[int, dict[str, Any]]:
     """Send bytes as given, read one response; returns (status, JSON body or {})."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
+        # The server may answer and close before taking everything (e.g. 413).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(head + body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may answer and close before taking everything (e.g. 413)
         return read_response(sock)
 
 
@@ -443,7 +455,11 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
     head, _, rest = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = next(
-        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
         0,
     )
     while len(rest) < length:
@@ -461,7 +477,7 @@ def request_head(path: str, headers: Sequence[tuple[str, str]]) -> bytes:
 
 def chunked(body: bytes, *, chunk_size: int) -> bytes:
     parts = [
-        f"{len(body[i:i + chunk_size]):x}\r\n".encode() + body[i:i + chunk_size] + b"\r\n"
+        f"{len(body[i : i + chunk_size]):x}\r\n".encode() + body[i : i + chunk_size] + b"\r\n"
         for i in range(0, len(body), chunk_size)
     ]
     return b"".join(parts) + b"0\r\n\r\n"
@@ -474,11 +490,17 @@ def chunked(body: bytes, *, chunk_size: int) -> bytes:
 class ConnectionResult:
     statuses: list[int]
     codes: list[str]
+    seconds: list[float] = field(default_factory=list)  # per request, sent to answered
     error: str | None = None
 
 
 async def _one_connection(
-    port: int, deliveries: Sequence[Delivery], *, arrived: Callable[[], None], start: asyncio.Event, timeout: float
+    port: int,
+    deliveries: Sequence[Delivery],
+    *,
+    arrived: Callable[[], None],
+    start: asyncio.Event,
+    timeout: float,
 ) -> ConnectionResult:
     result = ConnectionResult([], [])
     try:
@@ -491,6 +513,7 @@ async def _one_connection(
             try:
                 for delivery in deliveries:
                     headers = [*delivery.headers.items(), ("Content-Length", str(len(delivery.body)))]
+                    sent = time.monotonic()
                     writer.write(request_head("/webhooks/razorpay", headers) + delivery.body)
                     await writer.drain()
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -503,6 +526,7 @@ async def _one_connection(
                     status = int(head.split(b" ", 2)[1])
                     result.statuses.append(status)
                     result.codes.append(body["status"] if status < 300 else body["error"]["code"])
+                    result.seconds.append(time.monotonic() - sent)
             finally:
                 writer.close()
     except (OSError, TimeoutError, asyncio.IncompleteReadError, StopIteration, ValueError, KeyError) as exc:
@@ -510,7 +534,9 @@ async def _one_connection(
     return result
 
 
-def hammer(port: int, per_connection: Sequence[Sequence[Delivery]], *, timeout: float) -> list[ConnectionResult]:
+def hammer(
+    port: int, per_connection: Sequence[Sequence[Delivery]], *, timeout: float
+) -> list[ConnectionResult]:
     """Open one connection per item of `per_connection`; once all are open, send each connection's
     deliveries one after another on it, all connections at once. Bounded by `timeout` per connection."""
 

@@ -8,7 +8,7 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, select
 
 from config import Settings
 from database import normalise_url
@@ -41,7 +41,11 @@ def test_new_event_is_processed_then_duplicate(client: TestClient, database_url:
     [event] = stored_events(database_url)
     assert event.raw_body == body
     assert (event.provider, event.event_type, event.payment_id, event.amount, event.currency) == (
-        "razorpay", "payment.authorized", "pay_014", 5000, "INR"
+        "razorpay",
+        "payment.authorized",
+        "pay_014",
+        5000,
+        "INR",
     )
     assert event.occurred_at.isoformat() == "2025-07-07T10:59:25+00:00"
     assert event.received_at.tzinfo is not None
@@ -52,15 +56,22 @@ def test_event_id_header_wins_over_body_id_and_body_hash_is_the_last_resort(
     client: TestClient, database_url: str
 ) -> None:
     real_shape, headers = razorpay_delivery(razorpay_event(event_id=""))
-    with_header = client.post("/webhooks/razorpay", content=real_shape,
-                              headers={**headers, "X-Razorpay-Event-Id": "HdrEvt123"})
-    derived = client.post("/webhooks/razorpay", content=real_shape + b" ",
-                          headers={"X-Razorpay-Signature": razorpay_signature(real_shape + b" ")})
+    with_header = client.post(
+        "/webhooks/razorpay", content=real_shape, headers={**headers, "X-Razorpay-Event-Id": "HdrEvt123"}
+    )
+    derived = client.post(
+        "/webhooks/razorpay",
+        content=real_shape + b" ",
+        headers={"X-Razorpay-Signature": razorpay_signature(real_shape + b" ")},
+    )
 
     assert with_header.json()["event_id"] == "HdrEvt123"
     assert derived.json()["event_id"].startswith("sha256:")
     events = stored_events(database_url)
-    assert [(e.event_id.startswith("sha256:"), e.id_derived) for e in events] == [(False, False), (True, True)]
+    assert [(e.event_id.startswith("sha256:"), e.id_derived) for e in events] == [
+        (False, False),
+        (True, True),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -127,15 +138,33 @@ def test_any_rotated_secret_verifies(client_factory) -> None:
 
 def test_history_is_chronological_by_occurred_at_then_receipt(client: TestClient) -> None:
     # Delivered out of order: capture first, then the earlier authorisation, then a same-second event.
-    for event, created_at in [("payment.captured", 200), ("payment.authorized", 100), ("payment.failed", 200)]:
-        body, headers = razorpay_delivery(razorpay_event(event=event, created_at=created_at, payment_id="pay_h"))
+    for event, created_at in [
+        ("payment.captured", 200),
+        ("payment.authorized", 100),
+        ("payment.failed", 200),
+    ]:
+        body, headers = razorpay_delivery(
+            razorpay_event(event=event, created_at=created_at, payment_id="pay_h")
+        )
         assert client.post("/webhooks/razorpay", content=body, headers=headers).status_code == 200
 
     history = client.get("/payments/pay_h/events").json()
 
-    assert [item["event_type"] for item in history] == ["payment.authorized", "payment.captured", "payment.failed"]
+    assert [item["event_type"] for item in history] == [
+        "payment.authorized",
+        "payment.captured",
+        "payment.failed",
+    ]
     assert history[0]["occurred_at"] == "1970-01-01T00:01:40Z"
-    assert set(history[0]) >= {"event_id", "event_type", "status", "amount", "currency", "occurred_at", "received_at"}
+    assert set(history[0]) >= {
+        "event_id",
+        "event_type",
+        "status",
+        "amount",
+        "currency",
+        "occurred_at",
+        "received_at",
+    }
     assert client.get("/payments/pay_unknown/events").json() == []
 
 
@@ -154,8 +183,10 @@ def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:
     ("env", "variable"),
     [
         ({"APP_ENV": "production"}, "RAZORPAY_WEBHOOK_SECRET"),
-        ({"APP_ENV": "production", "RAZORPAY_WEBHOOK_SECRET": "test_secret", "API_TOKENS": "t"},
-         "RAZORPAY_WEBHOOK_SECRET"),
+        (
+            {"APP_ENV": "production", "RAZORPAY_WEBHOOK_SECRET": "test_secret", "API_TOKENS": "t"},
+            "RAZORPAY_WEBHOOK_SECRET",
+        ),
         ({"APP_ENV": "production", "RAZORPAY_WEBHOOK_SECRET": "live_secret"}, "API_TOKENS"),
     ],
 )
@@ -198,8 +229,9 @@ def test_one_hundred_concurrent_deliveries_store_one_row(live_server: LiveServer
     def deliver(_: int) -> int:
         with requests.Session() as session:
             start.wait(timeout=30)
-            return session.post(live_server.url + "/webhooks/razorpay", data=body, headers=headers,
-                                timeout=30).status_code
+            return session.post(
+                live_server.url + "/webhooks/razorpay", data=body, headers=headers, timeout=30
+            ).status_code
 
     with ThreadPoolExecutor(max_workers=100) as pool:
         statuses = list(pool.map(deliver, range(100)))
@@ -214,23 +246,41 @@ def test_prototype_client_keeps_working(live_server: LiveServer) -> None:
     import hmac
 
     events = [
-        {"event": "payment.authorized", "payload": {"payment": {"entity": {
-            "id": "pay_014", "status": "authorized", "amount": 5000, "currency": "INR"}}},
-         "created_at": 1751885965, "id": "evt_auth_014"},
-        {"event": "payment.captured", "payload": {"payment": {"entity": {
-            "id": "pay_014", "status": "captured", "amount": 5000, "currency": "INR"}}},
-         "created_at": 1751886085, "id": "evt_cap_014"},
+        {
+            "event": "payment.authorized",
+            "payload": {
+                "payment": {
+                    "entity": {"id": "pay_014", "status": "authorized", "amount": 5000, "currency": "INR"}
+                }
+            },
+            "created_at": 1751885965,
+            "id": "evt_auth_014",
+        },
+        {
+            "event": "payment.captured",
+            "payload": {
+                "payment": {
+                    "entity": {"id": "pay_014", "status": "captured", "amount": 5000, "currency": "INR"}
+                }
+            },
+            "created_at": 1751886085,
+            "id": "evt_cap_014",
+        },
     ]
     for event in events:
         payload = json.dumps(event)
         signature = hmac.new(b"test_secret", payload.encode(), hashlib.sha256).hexdigest()
-        response = requests.post(live_server.url + "/webhook/payments", data=payload,
-                                 headers={"Content-Type": "application/json", "X-Razorpay-Signature": signature},
-                                 timeout=10)
+        response = requests.post(
+            live_server.url + "/webhook/payments",
+            data=payload,
+            headers={"Content-Type": "application/json", "X-Razorpay-Signature": signature},
+            timeout=10,
+        )
         assert response.status_code == 200
 
     history = requests.get(live_server.url + "/payments/pay_014/events", timeout=10).json()
     assert [(item["event_type"], item["event_id"]) for item in history] == [
-        ("payment.authorized", "evt_auth_014"), ("payment.captured", "evt_cap_014")
+        ("payment.authorized", "evt_auth_014"),
+        ("payment.captured", "evt_cap_014"),
     ]
     assert all("received_at" in item for item in history)

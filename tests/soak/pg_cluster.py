@@ -37,25 +37,55 @@ class PgCluster:
         self.bindir = bindir
         self.port = free_port()
         self.user = "postgres" if os.geteuid() == 0 else None
-        self.url = f"postgresql://{self.user or pwd.getpwuid(os.geteuid()).pw_name}@127.0.0.1:{self.port}/postgres"
+        self.url = (
+            f"postgresql://{self.user or pwd.getpwuid(os.geteuid()).pw_name}@127.0.0.1:{self.port}/postgres"
+        )
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         subprocess.run(
-            [str(self.bindir / args[0]), *args[1:]], check=True, timeout=timeout, user=self.user,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.folder,
+            [str(self.bindir / args[0]), *args[1:]],
+            check=True,
+            timeout=timeout,
+            user=self.user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.folder,
         )
 
     def init(self) -> "PgCluster":
         if self.user is not None:
             shutil.chown(self.folder, user=self.user)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user or "postgres", "--no-instructions",
-                  "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            self.user or "postgres",
+            "--no-instructions",
+            "-E",
+            "UTF8",
+        )
         return self
 
     def start(self) -> "PgCluster":
-        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories='' -c fsync=on"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-o", options, "-w",
-                  "-t", "60", "start")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories='' -c fsync=on"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.folder / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         assert wait_until(self.accepting, deadline_s=30), "the throwaway PostgreSQL did not start"
         return self
 
@@ -85,6 +115,11 @@ def throwaway_cluster() -> Iterator[PgCluster]:
         yield cluster.init().start()
     finally:
         if (cluster.data / "postmaster.pid").exists():
-            subprocess.run([str(bindir / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate", "stop"],
-                           user=cluster.user, timeout=60, check=False, capture_output=True)
+            subprocess.run(
+                [str(bindir / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate", "stop"],
+                user=cluster.user,
+                timeout=60,
+                check=False,
+                capture_output=True,
+            )
         shutil.rmtree(folder, ignore_errors=True)

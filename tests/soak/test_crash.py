@@ -25,15 +25,19 @@ THREADS = 16
 KILL_AT = 0.4  # of the events acknowledged
 
 
-def test_every_acknowledged_event_survives_sigkill_and_each_is_stored_once(database_url: str, tmp_path: Path) -> None:
+def test_every_acknowledged_event_survives_sigkill_and_each_is_stored_once(
+    database_url: str, tmp_path: Path
+) -> None:
     deliveries = razorpay_deliveries(EVENTS)
     env = {"DATABASE_URL": database_url, "RAZORPAY_WEBHOOK_SECRET": "test_secret"}
     server = LoggedServer(env, log_path=tmp_path / "before-kill.log").start()
     first = Recorder(notify_at=int(EVENTS * KILL_AT))
     stop = threading.Event()
     loader = threading.Thread(
-        target=send_all, args=([server.url], deliveries),
-        kwargs={"threads": THREADS, "recorder": first, "stop": stop}, daemon=True,
+        target=send_all,
+        args=([server.url], deliveries),
+        kwargs={"threads": THREADS, "recorder": first, "stop": stop},
+        daemon=True,
     )
     started = time.monotonic()
     loader.start()
@@ -49,7 +53,10 @@ def test_every_acknowledged_event_survives_sigkill_and_each_is_stored_once(datab
     restarted = LoggedServer(env, log_path=tmp_path / "after-restart.log", port=server.port).start()
     try:
         retry = retry_until_acked(
-            restarted.url, [d for d in deliveries if d.event_id not in acked_before_kill], threads=THREADS, rounds=3
+            restarted.url,
+            [d for d in deliveries if d.event_id not in acked_before_kill],
+            threads=THREADS,
+            rounds=3,
         )
     finally:
         restarted.stop()
@@ -67,7 +74,11 @@ def test_every_acknowledged_event_survives_sigkill_and_each_is_stored_once(datab
     assert committed_unacked <= len(cut_off) + THREADS
     report(
         f"crash[{database_url.split(':')[0]}]",
-        events=EVENTS, acked_before_kill=len(acked_before_kill), cut_off_in_flight=len(cut_off),
-        retried=len(retry.answers), retry_duplicates=committed_unacked,
-        seconds_to_kill=round(killed_at - started, 1), lost=len(acked_before_kill - set(stored)),
+        events=EVENTS,
+        acked_before_kill=len(acked_before_kill),
+        cut_off_in_flight=len(cut_off),
+        retried=len(retry.answers),
+        retry_duplicates=committed_unacked,
+        seconds_to_kill=round(killed_at - started, 1),
+        lost=len(acked_before_kill - set(stored)),
     )

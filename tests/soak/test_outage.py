@@ -34,8 +34,11 @@ ANSWER_BOUND = STORE_TIMEOUT + 0.5  # the store timeout, plus what answering its
 def test_postgres_outage_gives_bounded_503s_and_the_same_process_recovers(tmp_path: Path) -> None:
     with throwaway_cluster() as cluster:
         server = LoggedServer(
-            {"DATABASE_URL": cluster.url, "RAZORPAY_WEBHOOK_SECRET": "test_secret",
-             "STORE_TIMEOUT_SECONDS": str(STORE_TIMEOUT)},
+            {
+                "DATABASE_URL": cluster.url,
+                "RAZORPAY_WEBHOOK_SECRET": "test_secret",
+                "STORE_TIMEOUT_SECONDS": str(STORE_TIMEOUT),
+            },
             log_path=tmp_path / "server.log",
         ).start()
         pid = server.pid
@@ -43,8 +46,10 @@ def test_postgres_outage_gives_bounded_503s_and_the_same_process_recovers(tmp_pa
         recorder = Recorder(notify_at=EVENTS // 6)
         stop = threading.Event()
         loader = threading.Thread(
-            target=send_until_acked, args=(server.url, deliveries),
-            kwargs={"threads": THREADS, "recorder": recorder, "stop": stop}, daemon=True,
+            target=send_until_acked,
+            args=(server.url, deliveries),
+            kwargs={"threads": THREADS, "recorder": recorder, "stop": stop},
+            daemon=True,
         )
         loader.start()
         try:
@@ -58,8 +63,10 @@ def test_postgres_outage_gives_bounded_503s_and_the_same_process_recovers(tmp_pa
             read = requests.get(server.url + "/payments/pay_x", timeout=30)
             # Let the outage last while deliveries keep arriving (each retried after its 503).
             assert wait_until(
-                lambda: sum(1 for a in recorder.snapshot() if a.started > down and a.status == 503) >= 200
-                and time.monotonic() - down > 3,
+                lambda: (
+                    sum(1 for a in recorder.snapshot() if a.started > down and a.status == 503) >= 200
+                    and time.monotonic() - down > 3
+                ),
                 deadline_s=60,
             )
             restarting = time.monotonic()
@@ -92,7 +99,9 @@ def test_postgres_outage_gives_bounded_503s_and_the_same_process_recovers(tmp_pa
     assert all(len(bodies) == 1 for bodies in stored.values())
     report(
         "outage[postgresql]",
-        events=EVENTS, outage_s=round(up - stopping, 1), answers_while_down=len(while_down),
+        events=EVENTS,
+        outage_s=round(up - stopping, 1),
+        answers_while_down=len(while_down),
         p50_503_ms=round(1000 * percentile([a.seconds for a in while_down], 0.5), 1),
         max_503_ms=round(1000 * max(a.seconds for a in while_down), 1),
         max_answer_ms=round(1000 * max(a.seconds for a in answers), 1),
