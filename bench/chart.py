@@ -22,17 +22,19 @@ SERIES = (
 def draw(results: Sequence[Result], path: Path, *, subtitle: str) -> None:
     groups = group([run for run in results if run.scenario == "sweep" and not run.error])
     figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ticks: set[int] = set()
     for server, database, name in SERIES:
         points = sorted(
-            (key[4], item) for key, item in groups.items() if key[1] == server and key[2] == database
+            ((key[4], item) for key, item in groups.items() if key[1] == server and key[2] == database),
+            key=lambda point: point[0],
         )
-        if not points:
-            continue
         connections = [count for count, _ in points]
+        ticks.update(connections)
         throughput.plot(connections, [item.rps for _, item in points], marker="o", label=name)
         latency.plot(connections, [item.p99_ms for _, item in points], marker="o", label=name)
     for axes, title, unit in ((throughput, "Throughput", "requests/s"), (latency, "p99 latency", "ms")):
         axes.set_xscale("log", base=2)
+        axes.set_xticks(sorted(ticks), labels=[str(tick) for tick in sorted(ticks)])
         axes.set_xlabel("concurrent connections (wrk -c)")
         axes.set_ylabel(unit)
         axes.set_title(title)

@@ -43,8 +43,8 @@ class Database:
 def fresh_sqlite(directory: Path, name: str) -> Iterator[Database]:
     path = directory / f"{name}.db"
     yield Database("sqlite", f"sqlite:///{path}")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    for leftover in directory.glob(f"{path.name}*"):  # -wal, -shm, and any lock file beside it
+        leftover.unlink(missing_ok=True)
 
 
 def ensure_postgres() -> None:

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -104,6 +105,7 @@ class LiveServer:
         self.env = {**os.environ, "APP_ENV": "development", **env}
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the fixture)
 
     def start(self, deadline_s: float = 20.0) -> "LiveServer":
         command = [
@@ -118,7 +120,13 @@ class LiveServer:
         ]
         command += ["--no-access-log", "--workers", str(self.workers)]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            # The log goes to a file, not a pipe: nobody reads a pipe while the test runs, and a full
+            # pipe would block the server's log thread.
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
         )
         self.wait_ready(deadline_s)
         return self
@@ -128,9 +136,8 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
-                )
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read().decode(errors='replace')}")
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
@@ -150,6 +157,12 @@ class LiveServer:
             self.process.wait()
             return None
 
+    def read_log(self) -> str:
+        """Everything the server has written to stderr so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
 
 @pytest.fixture
 def live_server_factory() -> Iterator[Callable[..., LiveServer]]:
@@ -163,6 +176,7 @@ def live_server_factory() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in servers:
         server.stop()
+        server.log.close()
 
 
 @pytest.fixture

@@ -114,6 +114,7 @@ def quick_delivery(url: str) -> tuple[int, float]:
 
 
 def test_declared_10_mib_body_is_refused_before_it_is_read(wire_server: LoggedServer) -> None:
+    assert quick_delivery(wire_server.url)[0] == 200  # warm: first-request allocations are not the body's
     rss_before = wire_server.rss_kib()
     body_start = b'{"event": "payment.captured", "padding": "' + b"x" * 65536
 
@@ -128,6 +129,7 @@ def test_declared_10_mib_body_is_refused_before_it_is_read(wire_server: LoggedSe
 
 def test_streamed_10_mib_chunked_body_is_cut_at_the_cap(wire_server: LoggedServer) -> None:
     """No Content-Length to refuse early: the server reads up to MAX_BODY_BYTES (1 MiB) and stops."""
+    assert quick_delivery(wire_server.url)[0] == 200
     rss_before = wire_server.rss_kib()
     payload = chunked(b"x" * (10 * MIB), chunk_size=65536)
     with socket.create_connection(("127.0.0.1", wire_server.port), timeout=10) as sock:

@@ -3,7 +3,6 @@ one error shape); webhook and health routes stay open; with no tokens, reads are
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
@@ -125,7 +124,6 @@ def test_development_without_tokens_warns_at_start_up(
 ) -> None:
     server = live_server_factory({"DATABASE_URL": database_url, "API_TOKENS": tokens})
     server.stop()
-    process: Any = server.process
-    log = process.stderr.read().decode()
+    log = server.read_log()
 
     assert ("API_TOKENS is not set: the read API is open" in log) is warned

@@ -7,7 +7,6 @@ system user.
 """
 
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -36,10 +35,10 @@ class PgCluster:
         self.data = folder / "data"
         self.bindir = bindir
         self.port = free_port()
+        # The operating-system user the server runs as (None: this one); the database superuser is
+        # `postgres` either way, and trust authentication lets the tests connect as it.
         self.user = "postgres" if os.geteuid() == 0 else None
-        self.url = (
-            f"postgresql://{self.user or pwd.getpwuid(os.geteuid()).pw_name}@127.0.0.1:{self.port}/postgres"
-        )
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         subprocess.run(
@@ -62,7 +61,7 @@ class PgCluster:
             "-A",
             "trust",
             "-U",
-            self.user or "postgres",
+            "postgres",
             "--no-instructions",
             "-E",
             "UTF8",
