@@ -5,6 +5,7 @@ A delivery reads like the product: find the provider -> check its headers -> rea
 """
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -71,6 +72,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics.initialise(providers=app.state.providers)
     if not settings.api_tokens:
         logger.warning("API_TOKENS is not set: the read API is open to anyone who can reach this port")
+    # Everything loaded so far lives as long as the process: exempt it from the cyclic collector, whose
+    # full passes over it measured as the slowest deliveries (tens of milliseconds each).
+    gc.freeze()
     try:
         yield
     finally:
@@ -128,6 +132,16 @@ async def unexpected_error(_: Request, exc: Exception) -> Response:
 # --- the webhook route --------------------------------------------------------------------------------
 
 
+def header_map(request: Request) -> dict[str, str]:
+    """The delivery's headers as a plain dict, built once: adapters look several up, and Starlette's
+    Headers scans the whole list on every lookup. Names arrive lower-case from the server; where a
+    header repeats, the first one counts, as with Starlette's Headers."""
+    headers: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return headers
+
+
 async def read_body(request: Request, limit: int, *, timeout: float) -> bytes:
     """The raw body, refused as soon as it is known to exceed `limit`, without reading the rest, or
     when it has not all arrived within `timeout` seconds (however slowly it trickles in)."""
@@ -178,14 +192,15 @@ async def receive(request: Request, provider_name: str) -> Response:
     outcome = telemetry.Delivery(provider=provider_name if known else "unknown")
     try:
         provider = find_provider(request, provider_name)
-        provider.check_headers(request.headers)
+        headers = header_map(request)
+        provider.check_headers(headers)
         settings = request.app.state.settings
         body = await read_body(request, settings.max_body_bytes, timeout=settings.body_read_timeout_seconds)
         now = time.time()
-        await provider.verify(body, request.headers, now)
+        await provider.verify(body, headers, now)
         payload = parse_object(body)
         event = provider.normalise(
-            payload, body=body, headers=request.headers, received_at=datetime.fromtimestamp(now, UTC)
+            payload, body=body, headers=headers, received_at=datetime.fromtimestamp(now, UTC)
         )
         outcome.event_id = event.event_id
         is_new = await request.app.state.writer.store(event, timeout=settings.store_timeout_seconds)

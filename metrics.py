@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -59,10 +60,18 @@ HANDLING_SECONDS: Final = Histogram(
 )
 
 
+@lru_cache(maxsize=256)
+def _series(provider: str, outcome: str) -> tuple[Counter, Histogram]:
+    # labels() looks its child up under a lock on every call; the set of label pairs is small and
+    # fixed (provider names are checked before they get here), so each pair is looked up once.
+    return DELIVERIES.labels(provider, outcome), HANDLING_SECONDS.labels(provider)
+
+
 def observe_delivery(*, provider: str, outcome: str, duration_s: float) -> None:
     """On the hot path: one counter increment and one histogram observation."""
-    DELIVERIES.labels(provider, outcome).inc()
-    HANDLING_SECONDS.labels(provider).observe(duration_s)
+    deliveries, handling = _series(provider, outcome)
+    deliveries.inc()
+    handling.observe(duration_s)
 
 
 def initialise(*, providers: Iterable[str]) -> None:

@@ -11,6 +11,7 @@ import logging
 import logging.handlers
 import queue
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,12 +85,37 @@ class SkipWebhookAccess(logging.Filter):
         return not (isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith(WEBHOOK_PATHS))
 
 
+class _Listener(logging.handlers.QueueListener):
+    """Writes queued records on its own thread; turns queued delivery fields into records there too."""
+
+    def prepare(self, record: Any) -> logging.LogRecord:
+        if isinstance(record, logging.LogRecord):
+            return record
+        created, fields = record
+        return logging.makeLogRecord(
+            {
+                "name": delivery_logger.name,
+                "levelno": logging.INFO,
+                "levelname": "INFO",
+                "msg": "delivery",
+                "created": created,
+                "msecs": (created - int(created)) * 1000,
+                **fields,
+            }
+        )
+
+
+# Where delivery lines go: the listener's queue, once logging is configured.
+_delivery_lines: "queue.SimpleQueue[Any] | None" = None
+
+
 def configure_logging(settings: Settings) -> Callable[[], None]:
     """Route the service's logs through a queue to stderr; returns the function that flushes and stops."""
+    global _delivery_lines
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, handler)
+    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    listener = _Listener(records, handler)
     queue_handler = logging.handlers.QueueHandler(records)
     root = logging.getLogger("webhooks")
     root.handlers[:] = [queue_handler]
@@ -105,8 +131,11 @@ def configure_logging(settings: Settings) -> Callable[[], None]:
                 replaced.append(name)
                 uvicorn_logger.handlers[:] = [queue_handler]
     listener.start()
+    _delivery_lines = records
 
     def stop() -> None:
+        global _delivery_lines
+        _delivery_lines = None
         listener.stop()
         logging.getLogger("uvicorn.access").removeFilter(access_filter)
         # uvicorn's last lines ("Application shutdown complete") come after this: still JSON, written
@@ -119,7 +148,8 @@ def configure_logging(settings: Settings) -> Callable[[], None]:
 
 def record_delivery(request: Request, delivery: Delivery, duration_s: float) -> None:
     metrics.observe_delivery(provider=delivery.provider, outcome=delivery.outcome, duration_s=duration_s)
-    if not delivery_logger.isEnabledFor(logging.INFO):
+    lines = _delivery_lines
+    if lines is None or not delivery_logger.isEnabledFor(logging.INFO):
         return
     fields = {
         "request_id": request.scope.get("request_id"),
@@ -129,8 +159,9 @@ def record_delivery(request: Request, delivery: Delivery, duration_s: float) -> 
         "status_code": delivery.status_code,
         "duration_ms": round(duration_s * 1000, 2),
     }
-    # The fields travel as record attributes; the formatter (on the listener thread) lays them out.
-    delivery_logger.info("delivery", extra=fields)
+    # Only the fields are queued: building the LogRecord (stack walk, thread names, a copy) measured
+    # as a third of a delivery's CPU, so the listener thread builds it, and formats and writes it.
+    lines.put_nowait((time.time(), fields))
 
 
 class RequestIdMiddleware:

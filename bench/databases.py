@@ -72,7 +72,7 @@ def fresh_postgres() -> Iterator[Database]:
         yield Database("postgresql", f"postgresql://root@127.0.0.1:5432/{name}")
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            # FORCE: a server killed mid-run may leave sessions that would block the drop.
+            # FORCE: a server killed mid-run may leave connections open that would block the drop.
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

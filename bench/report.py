@@ -3,6 +3,7 @@
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bench.measure import Result
 
@@ -166,6 +167,24 @@ def versus_baseline(results: Sequence[Result], scenario: str, baseline_label: st
         "notes",
     ]
     return markdown(header, rows)
+
+
+def _memory_row(sample: dict[str, Any]) -> list[str]:
+    rate = f"{sample['rps']:,}" if "rps" in sample else "-"
+    p99 = f"{sample['p99_ms']:.1f}" if "p99_ms" in sample else "-"
+    return [f"{sample['events_sent']:,}", f"{sample['rss_mib']:.1f}", f"{sample['seconds']:.0f}", rate, p99]
+
+
+def memory_table(memory: dict[str, Any]) -> str:
+    """RSS of ours (all its processes) after each chunk of the long ingest."""
+    header = ["events sent", "RSS MiB", "seconds", "req/s (chunk)", "p99 ms (chunk)"]
+    table = markdown(header, [_memory_row(sample) for sample in memory["samples"]])
+    ending = "complete" if memory.get("complete") else f"stopped by the {memory['time_cap_s']:.0f}s cap"
+    summary = (
+        f"ours on {memory['database']}, {memory['connections']} connections, no repeats: {ending}; "
+        f"rows stored {memory.get('rows') or 0:,}, non-2xx {memory.get('non2xx') or 0}"
+    )
+    return f"{summary}\n\n{table}"
 
 
 def progress_line(run: Result) -> str:

@@ -29,7 +29,7 @@ CHART = RESULTS / "throughput_p99.png"
 
 
 def tables(run: plan.Plan) -> dict[str, str]:
-    out = {"ceiling": report.versus_ceiling(run.results, ["main", "workers"])}
+    out = {"main": report.versus_ceiling(run.results, ["main", "workers"])}
     if any(result.scenario == "sweep" for result in run.results):
         out["sweep"] = report.versus_ceiling(run.results, ["sweep"])
     if any(result.scenario == "flat-ingest" for result in run.results):
@@ -37,6 +37,8 @@ def tables(run: plan.Plan) -> dict[str, str]:
         out["flat_history"] = report.versus_baseline(
             run.results, "flat-history", f"{plan.STORED_SMALL:,} stored"
         )
+    if isinstance(memory := run.extras.get("memory"), dict):
+        out["memory"] = report.memory_table(memory)
     return out
 
 
@@ -95,8 +97,6 @@ def main() -> None:
     out = tables(run)
     for title, table in out.items():
         print(f"\n## {title} ({mode.name} mode)\n{table}")
-    if "memory" in run.extras:
-        print("\n## memory\n" + json.dumps(run.extras["memory"], indent=1))
     document = {
         "run": describe(run, seconds),
         "tables": out,

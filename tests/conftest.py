@@ -105,7 +105,7 @@ class LiveServer:
         self.env = {**os.environ, "APP_ENV": "development", **env}
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the fixture)
+        self._log_file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the fixture)
 
     def start(self, deadline_s: float = 20.0) -> "LiveServer":
         command = [
@@ -126,7 +126,7 @@ class LiveServer:
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=self.log,
+            stderr=self._log_file,
         )
         self.wait_ready(deadline_s)
         return self
@@ -136,8 +136,8 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited: {self.log.read().decode(errors='replace')}")
+                self._log_file.seek(0)
+                raise RuntimeError(f"server exited: {self._log_file.read().decode(errors='replace')}")
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
@@ -157,11 +157,14 @@ class LiveServer:
             self.process.wait()
             return None
 
+    def close_log(self) -> None:
+        self._log_file.close()
+
     def read_log(self) -> str:
         """Everything the server has written to stderr so far."""
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        self._log_file.flush()
+        self._log_file.seek(0)
+        return self._log_file.read().decode(errors="replace")
 
 
 @pytest.fixture
@@ -176,7 +179,7 @@ def live_server_factory() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in servers:
         server.stop()
-        server.log.close()
+        server.close_log()
 
 
 @pytest.fixture
