@@ -39,7 +39,7 @@ from errors import (
     UnknownProvider,
 )
 from providers import Provider, build_registry
-from schemas import WEBHOOK_RESPONSES, ErrorBody, HealthOut, WebhookAck
+from schemas import NOT_READY, WEBHOOK_RESPONSES, HealthOut, WebhookAck
 from security import SignatureError
 from sinks import make_sinks
 from store import EventWriter
@@ -268,7 +268,7 @@ async def healthz() -> HealthOut:
 @router.get(
     "/readyz",
     response_model=HealthOut,
-    responses={503: {"model": ErrorBody, "description": "storage_unavailable: the database is unreachable"}},
+    responses={503: NOT_READY},
     tags=["health"],
     summary="The database is reachable",
 )

@@ -184,6 +184,9 @@ EVENT_NOT_FOUND = _error(
 )
 
 # The 200 of a paged list: the body is a plain JSON array; the next page's address is in a header.
+NOT_READY = _error(
+    "storage_unavailable", "database is unreachable", "the database does not answer: take this instance out"
+)
 PAGED_LIST_HEADERS: dict[str, Any] = {
     "Link": {
         "description": 'Present only when more rows remain: `</payments/pay_014/events?limit=100&after=...>; '
