@@ -1,8 +1,17 @@
 """The API's error vocabulary: one exception per documented error code, one JSON shape for all.
 
-Every error the service answers with is `{"error": {"code": ..., "message": ...}}`; the handlers in
-main.py turn these exceptions (and FastAPI's own) into that shape.
+Every error the service answers with is `{"error": {"code": ..., "message": ...}}`, rendered here; the
+handlers in main.py and the webhook fast path turn exceptions (FastAPI's own too) into that shape.
 """
+
+import logging
+
+import orjson
+from starlette.responses import Response
+
+from security import SignatureError
+
+logger = logging.getLogger("webhooks")
 
 
 class ApiError(Exception):
@@ -69,3 +78,26 @@ class Unauthorized(ApiError):
 class StorageUnavailable(ApiError):
     status_code = 503
     code = "storage_unavailable"
+
+
+# --- rendering ------------------------------------------------------------------------------------------
+
+
+def error_response(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def refusal(exc: ApiError | SignatureError) -> Response:
+    """The answer to a refused delivery or request: the documented status and code."""
+    if isinstance(exc, SignatureError):
+        return error_response(403, exc.code, str(exc))
+    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+
+
+def internal_error(exc: Exception) -> Response:
+    # Never a stack trace to the client; the type alone in the log (the message may quote a payload).
+    logger.error("unhandled %s", type(exc).__name__)
+    return error_response(500, "internal_error", "internal error")
