@@ -9,6 +9,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,11 @@ FIXTURES = ROOT.parent / "shared" / "fixtures"
 BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    """A throwaway database on the server named by TEST_POSTGRES_URL, dropped at the end of the run."""
-    base = os.environ.get("TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (e.g. postgresql://root@127.0.0.1:5432/test)")
-    name = f"webhooks_test_{uuid.uuid4().hex[:12]}"
-    admin = normalise_url(base).set(drivername="postgresql")
+@contextmanager
+def scratch_postgres_database(server_url: str) -> Iterator[str]:
+    """A database of its own on the server at `server_url`, dropped afterwards."""
+    name = f"webhooks_scratch_{uuid.uuid4().hex[:12]}"
+    admin = normalise_url(server_url).set(drivername="postgresql")
     conninfo = admin.render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
@@ -44,6 +42,16 @@ def postgres_server_url() -> Iterator[str]:
     finally:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A throwaway database on the server named by TEST_POSTGRES_URL, dropped at the end of the run."""
+    base = os.environ.get("TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (e.g. postgresql://root@127.0.0.1:5432/test)")
+    with scratch_postgres_database(base) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

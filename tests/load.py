@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, select
 
 from database import normalise_url
 from models import Event
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import ROOT, LiveServer, scratch_postgres_database
 from tests.factories import razorpay_delivery, razorpay_event
 
 # --- the server ---------------------------------------------------------------------------------------
@@ -355,21 +355,6 @@ def stored_bodies(database_url: str) -> dict[str, list[bytes]]:
     for event_id, raw_body in rows:
         stored.setdefault(event_id, []).append(bytes(raw_body))
     return stored
-
-
-@contextmanager
-def scratch_postgres_database(server_url: str) -> Iterator[str]:
-    """A database of its own on the test server (dropped afterwards), for a server shared by a module."""
-    name = f"webhooks_scratch_{uuid.uuid4().hex[:12]}"
-    admin = normalise_url(server_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
