@@ -115,7 +115,8 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the fixture)
 
-    def start(self, deadline_s: float = 20.0) -> "LiveServer":
+    def command(self, *, access_log: bool = False) -> list[str]:
+        """uvicorn serving main:app on loopback at this server's port."""
         command = [
             sys.executable,
             "-m",
@@ -126,11 +127,13 @@ class LiveServer:
             "--port",
             str(self.port),
         ]
-        command += ["--no-access-log", "--workers", str(self.workers)]
+        return [*command, "--workers", str(self.workers), *([] if access_log else ["--no-access-log"])]
+
+    def start(self, deadline_s: float = 20.0) -> "LiveServer":
         self.process = subprocess.Popen(
             # The log goes to a file, not a pipe: nobody reads a pipe while the test runs, and a full
             # pipe would block the server's log thread.
-            command,
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,

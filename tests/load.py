@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -59,13 +58,7 @@ class LoggedServer(LiveServer):
 
     def launch(self) -> "LoggedServer":
         """Start the process without waiting for it to be ready (or to fail)."""
-        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1"]
-        command += [
-            "--port",
-            str(self.port),
-            *([] if self.access_log else ["--no-access-log"]),
-            *self.extra_args,
-        ]
+        command = [*self.command(access_log=self.access_log), *self.extra_args]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         return self

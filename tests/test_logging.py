@@ -4,7 +4,6 @@ or text; never the secret or the body; uvicorn's access line does not repeat it.
 import json
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,19 +23,13 @@ class AccessLoggingServer(LiveServer):
     """The live server with uvicorn's access log on, as `uvicorn main:app` runs by default."""
 
     def start(self, deadline_s: float = 20.0) -> "AccessLoggingServer":
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
         # uvicorn writes access lines to stdout: merged into the one pipe the test reads.
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            self.command(access_log=True),
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self.wait_ready(deadline_s)
         return self
