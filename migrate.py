@@ -11,7 +11,7 @@ do. `make migrate` (alembic's own command line) takes the same lock through migr
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -56,17 +56,26 @@ def migration_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         # timeout: wait out the running instances' writes rather than fail with "database is locked".
         engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
-        event.listen(engine, "connect", _sqlite_wal)
+        event.listen(engine, "connect", partial(_sqlite_wal, _sqlite_lock_path(url)))
         return engine
     return create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
 
 
-def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
-    # The service's journal mode (database.py) from the file's first moment: switching it later needs
-    # the file to itself, which another worker that is already starting may not leave it.
+def _sqlite_wal(lock_path: Path | None, dbapi_connection: Any, _record: Any) -> None:
+    """The service's journal mode (database.py) from the file's first moment.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    waiting, to the second of two connections that both try to take it from a shared lock: so
+    processes starting together on a new file switch one at a time, under the migration's file lock.
+    The mode is stored in the file: once one process has switched, the others only read it."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+    try:
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        with _file_lock(lock_path):
+            cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
 
 
 @contextmanager
@@ -84,7 +93,12 @@ def migration_lock(connection: Connection) -> Iterator[None]:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
             connection.commit()
         return
-    path = _sqlite_lock_path(url)
+    with _file_lock(_sqlite_lock_path(url)):
+        yield
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
     if path is None:  # an in-memory database belongs to one process: nobody to wait for
         yield
         return
