@@ -1,11 +1,17 @@
 """Engine, sessions and the dialect-aware insert, for SQLite (default) and PostgreSQL."""
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Table, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
@@ -59,6 +65,93 @@ def make_engine(settings: Settings) -> Engine:
             "options": f"-c statement_timeout={int(settings.store_timeout_seconds * 1000)}",
         },
     )
+
+
+T = TypeVar("T")
+
+
+class Reader:
+    """Runs the read API's database work on threads of its own, so a read never blocks the event loop.
+
+    One hand-off per request to a plain executor: anyio's thread pool (FastAPI's default) measured at
+    several times the cost of the query it ran. As many threads as the pool has connections, so a
+    thread never waits for a connection. For precompiled statements (precompiled.py) each thread keeps
+    one driver connection of its own, taken out of the pool: no checkout, no pre-ping round trip per
+    read; after any error it is closed, and the thread's next read opens a new one.
+    """
+
+    def __init__(self, engine: Engine, *, threads: int) -> None:
+        self.engine = engine
+        self.sessionmaker = make_sessionmaker(engine)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reader")
+        self._local = threading.local()
+        self._own: list[Any] = []  # every thread's connection, to close at shutdown
+        dbapi = engine.dialect.loaded_dbapi
+        # Errors that mean the database cannot be read right now (documented as 503 storage_unavailable),
+        # from SQLAlchemy and from the driver alike.
+        self.unavailable: tuple[type[Exception], ...] = (
+            OperationalError,
+            InterfaceError,
+            PoolTimeout,
+            dbapi.OperationalError,
+            dbapi.InterfaceError,
+        )
+
+    async def run(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def with_connection(self, work: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self.engine.connect() as connection:
+                return work(connection)
+
+        return await self.run(run)
+
+    async def with_session(self, work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self.sessionmaker() as session:
+                return work(session)
+
+        return await self.run(run)
+
+    async def with_cursor(self, work: Callable[[Any], T]) -> T:
+        """Run `work` with a cursor on this thread's own driver connection."""
+
+        def run() -> T:
+            connection = self._thread_connection()
+            try:
+                cursor = connection.cursor()
+                try:
+                    return work(cursor)
+                finally:
+                    cursor.close()
+            except BaseException:
+                self._local.connection = None
+                with contextlib.suppress(Exception):
+                    connection.close()
+                raise
+
+        return await self.run(run)
+
+    def _thread_connection(self) -> Any:
+        connection: Any = getattr(self._local, "connection", None)
+        if connection is None:
+            pooled = self.engine.raw_connection()  # the engine's connect options and pragmas apply
+            pooled.detach()
+            connection = pooled.dbapi_connection
+            if self.engine.dialect.name == "postgresql":
+                # Each SELECT its own transaction: nothing left open (and no snapshot held) between reads.
+                connection.autocommit = True
+            self._local.connection = connection
+            self._own.append(connection)
+        return connection
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        for connection in self._own:
+            with contextlib.suppress(Exception):
+                connection.close()
+        self._own.clear()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

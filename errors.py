@@ -1,10 +1,12 @@
 """The API's error vocabulary: one exception per documented error code, one JSON shape for all.
 
 Every error the service answers with is `{"error": {"code": ..., "message": ...}}`, rendered here; the
-handlers in main.py and the webhook fast path turn exceptions (FastAPI's own too) into that shape.
+handlers in main.py and the fast paths turn exceptions (FastAPI's own too) into that shape.
 """
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -95,6 +97,15 @@ def refusal(exc: ApiError | SignatureError) -> Response:
     if isinstance(exc, SignatureError):
         return error_response(403, exc.code, str(exc))
     return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+
+
+def invalid_request(errors: Sequence[Any]) -> Response:
+    """422 `validation_error` naming each bad parameter as `location.name: problem` (the first five).
+    `errors` are pydantic's, with the location (`query`, `path`...) first in each `loc`."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors[:5]
+    )
+    return error_response(422, "validation_error", problems or "invalid request")
 
 
 def internal_error(exc: Exception) -> Response:

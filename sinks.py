@@ -4,25 +4,25 @@ Each batch is two statements in one transaction: `INSERT ... ON CONFLICT (provid
 NOTHING RETURNING id` per event (the database decides what is new), then one upsert per payment into
 the projection. Both are compiled once from their Core definitions and run on the driver's own cursor:
 measured, SQLAlchemy's per-execute layers (cache keys, result objects) cost more per event than the
-insert itself. The SQL and the type conversions stay SQLAlchemy's.
+insert itself. The SQL and the type conversions stay SQLAlchemy's (precompiled.py).
 """
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Final, Protocol, cast
 
 import psycopg
-from sqlalchemy import Column, Dialect, Engine, PoolProxiedConnection, Table, bindparam
+from sqlalchemy import Dialect, Engine, PoolProxiedConnection, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 import projection
 from events import NormalizedEvent
 from models import Event, Payment
+from precompiled import column_binds, compile_for, parameters
 
-Binds = list[tuple[str, Callable[[Any], Any] | None]]  # column name, SQLAlchemy's conversion for it
 _FIELDS: Final = tuple(field.name for field in fields(NormalizedEvent))
 
 
@@ -41,9 +41,6 @@ class Sink(Protocol):
 
 class BatchSql:
     def __init__(self, dialect: Dialect) -> None:
-        # sqlite3 takes :named parameters as well as its default ?, and named parameters let one dict
-        # per row serve both dialects.
-        compile_for = sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         table = cast(Table, Event.__table__)
         columns = [column for column in table.c if column.name != "id"]
@@ -53,10 +50,11 @@ class BatchSql:
             .on_conflict_do_nothing(index_elements=["provider", "event_id"])
             .returning(table.c.id)
         )
-        self.insert_event = str(insert_event.compile(dialect=compile_for))
-        self.upsert_payment = str(projection.upsert_statement(dialect.name).compile(dialect=compile_for))
-        self._event_binds = _binds(columns, dialect)
-        self._payment_binds = _binds(list(cast(Table, Payment.__table__).c), dialect)
+        self.insert_event = str(insert_event.compile(dialect=compile_for(dialect)))
+        upsert_payment = projection.upsert_statement(dialect.name)
+        self.upsert_payment = str(upsert_payment.compile(dialect=compile_for(dialect)))
+        self._event_binds = column_binds(columns, dialect)
+        self._payment_binds = column_binds(list(cast(Table, Payment.__table__).c), dialect)
 
     def plan(self, events: Sequence[NormalizedEvent]) -> "Batch":
         first_index: dict[tuple[str, str], int] = {}
@@ -66,13 +64,13 @@ class BatchSql:
         # order, so they queue behind each other instead of deadlocking.
         keys = sorted(first_index)
         unique = [events[first_index[key]] for key in keys]
-        rows = [_parameters({name: getattr(e, name) for name in _FIELDS}, self._event_binds) for e in unique]
+        rows = [parameters({name: getattr(e, name) for name in _FIELDS}, self._event_binds) for e in unique]
         return Batch(events=events, unique=unique, first_index=first_index, event_rows=rows)
 
     def payment_rows(self, batch: "Batch", row_ids: Sequence[int | None]) -> list[dict[str, Any]]:
         """The projection upserts for the events that were new (row id returned), in key order."""
         batch.new = [(row_id, event) for row_id, event in zip(row_ids, batch.unique, strict=True) if row_id]
-        return [_parameters(row, self._payment_binds) for row in projection.fold(batch.new)]
+        return [parameters(row, self._payment_binds) for row in projection.fold(batch.new)]
 
 
 @dataclass
@@ -89,14 +87,6 @@ class Batch:
         inserted = {(event.provider, event.event_id) for _, event in self.new or []}
         keys = ((event.provider, event.event_id) for event in self.events)
         return [self.first_index[key] == index and key in inserted for index, key in enumerate(keys)]
-
-
-def _binds(columns: list[Column[Any]], dialect: Dialect) -> Binds:
-    return [(column.name, column.type.dialect_impl(dialect).bind_processor(dialect)) for column in columns]
-
-
-def _parameters(values: dict[str, Any], binds: Binds) -> dict[str, Any]:
-    return {name: convert(values.get(name)) if convert else values.get(name) for name, convert in binds}
 
 
 class SqliteSink:

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
-from database import make_engine, normalise_url
+from database import Reader, make_engine, normalise_url
 from tests.conftest import make_settings
 from tests.factories import razorpay_delivery, razorpay_event
 from tests.test_payments_order import walk
@@ -305,12 +305,13 @@ def test_reads_answer_503_when_the_database_is_unreachable(client: TestClient, p
         make_settings("postgresql://root@127.0.0.1:1/nothing", db_connect_timeout_seconds=1)
     )
     app: Any = client.app
-    working = app.state.sessionmaker
-    app.state.sessionmaker = working.__class__(unreachable)
+    working = app.state.reader
+    app.state.reader = Reader(unreachable, threads=1)
     try:
         response = client.get(path)
     finally:
-        app.state.sessionmaker = working
+        app.state.reader.close()
+        app.state.reader = working
         unreachable.dispose()
 
     assert response.status_code == 503
