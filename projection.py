@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Insert, bindparam, case, delete, select, text, tuple_
+from sqlalchemy import Connection, Insert, Select, bindparam, case, delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from events import NO_STATUS_RANK, STATUS_RANK
@@ -85,15 +85,18 @@ def fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=2)
-def upsert_statement(dialect_name: str) -> Insert:
-    """`INSERT INTO payments ... ON CONFLICT DO UPDATE` folding one row per payment (bind parameters
-    named after the columns). Built once per dialect: the writer compiles it for its hot path."""
+def upsert_statement(dialect_name: str, *, rows: Select[*tuple[Any, ...]] | None = None) -> Insert:
+    """`INSERT INTO payments ... ON CONFLICT DO UPDATE` folding one row per payment: the row's values
+    are bind parameters named after the columns, or come from `rows` (one row per payment, the
+    columns in table order). Built once per dialect: the writer compiles it for its hot path."""
     table = Payment.__table__
     current = table.c
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    stmt = insert(table).values(  # type: ignore[arg-type]  # __table__ is typed as a FromClause
-        {column.name: bindparam(column.name) for column in table.c}
-    )
+    stmt = insert(table)  # type: ignore[arg-type]  # __table__ is typed as a FromClause
+    if rows is None:
+        stmt = stmt.values({column.name: bindparam(column.name) for column in table.c})
+    else:
+        stmt = stmt.from_select([column.name for column in table.c], rows)
     new = stmt.excluded
     newer = tuple_(new.status_rank, new.status_occurred_at, new.status_event_id) > tuple_(
         current.status_rank, current.status_occurred_at, current.status_event_id

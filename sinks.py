@@ -1,21 +1,25 @@
 """Where a batch of events is written: the SQL of one batch, and one sink per database.
 
-Each batch is two statements in one transaction: `INSERT ... ON CONFLICT (provider, event_id) DO
-NOTHING RETURNING id` per event (the database decides what is new), then one upsert per payment into
-the projection. Both are compiled once from their Core definitions and run on the driver's own cursor:
+A batch is one transaction: `INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING` for its
+events (the database decides what is new), then an upsert per payment into the projection, then the
+commit. On SQLite that is a statement per row on one thread; on PostgreSQL, one statement for all the
+events and one for all the payments, each reading its rows from one array parameter per column.
+The statements are compiled once from their Core definitions and run on the driver's own cursor:
 measured, SQLAlchemy's per-execute layers (cache keys, result objects) cost more per event than the
 insert itself. The SQL and the type conversions stay SQLAlchemy's (precompiled.py).
 """
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Final, Protocol, cast
 
 import psycopg
-from sqlalchemy import Dialect, Engine, PoolProxiedConnection, Table, bindparam
+from sqlalchemy import Column, Dialect, Engine, PoolProxiedConnection, Select, Table, bindparam, func, select
+from sqlalchemy import cast as type_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
 import projection
@@ -53,8 +57,22 @@ class BatchSql:
         self.insert_event = str(insert_event.compile(dialect=compile_for(dialect)))
         upsert_payment = projection.upsert_statement(dialect.name)
         self.upsert_payment = str(upsert_payment.compile(dialect=compile_for(dialect)))
+        payment_columns = list(cast(Table, Payment.__table__).c)
         self._event_binds = column_binds(columns, dialect)
-        self._payment_binds = column_binds(list(cast(Table, Payment.__table__).c), dialect)
+        self._payment_binds = column_binds(payment_columns, dialect)
+        if dialect.name == "postgresql":
+            # The whole batch in one statement each: one array parameter per column, unnested into rows.
+            # Measured, psycopg's per-statement work in a pipeline cost more client CPU than these
+            # statements cost the server.
+            insert_events = (
+                postgresql.insert(table)
+                .from_select([column.name for column in columns], unnest_rows(columns))
+                .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+                .returning(table.c.id, table.c.provider, table.c.event_id)
+            )
+            self.insert_events = binary_parameters(str(insert_events.compile(dialect=dialect)))
+            upsert_payments = projection.upsert_statement(dialect.name, rows=unnest_rows(payment_columns))
+            self.upsert_payments = binary_parameters(str(upsert_payments.compile(dialect=dialect)))
 
     def plan(self, events: Sequence[NormalizedEvent]) -> "Batch":
         first_index: dict[tuple[str, str], int] = {}
@@ -71,6 +89,26 @@ class BatchSql:
         """The projection upserts for the events that were new (row id returned), in key order."""
         batch.new = [(row_id, event) for row_id, event in zip(row_ids, batch.unique, strict=True) if row_id]
         return [parameters(row, self._payment_binds) for row in projection.fold(batch.new)]
+
+
+def unnest_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
+    """`SELECT * FROM unnest(CAST(:a AS type[]), CAST(:b AS type[]), ...)`: the rows of one array
+    parameter per column, each named after its column (PostgreSQL only)."""
+    arrays = [type_cast(bindparam(column.name), postgresql.ARRAY(column.type)) for column in columns]
+    rows = func.unnest(*arrays).table_valued(*(column.name for column in columns)).render_derived("batch")
+    return select(*(rows.c[column.name] for column in columns))
+
+
+def binary_parameters(sql: str) -> str:
+    """psycopg's `%(name)s` placeholders as `%(name)b`: the arrays travel in binary. Measured, psycopg
+    writes text-format arrays in Python (escaping every element, bodies as hex): 95 us of client CPU
+    per event against 42 us in binary. The compiled statements have no literals a rewrite could hit."""
+    return re.sub(r"%\((\w+)\)s", r"%(\1)b", sql)
+
+
+def column_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows of parameters as one list per parameter, for `unnest_rows`."""
+    return {name: [row[name] for row in rows] for name in rows[0]}
 
 
 @dataclass
@@ -143,8 +181,9 @@ class SqliteSink:
 
 
 class PostgresSink:
-    """psycopg's asynchronous connection, driven by the event loop itself: a batch is one pipelined
-    round trip plus the commit, with no thread to hand work to and back."""
+    """psycopg's asynchronous connection, driven by the event loop itself: a batch is two statements
+    (the events, then the payments, each unnested from one array per column) and the commit, with no
+    thread to hand work to and back."""
 
     row_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError, psycopg.DataError)
 
@@ -164,17 +203,15 @@ class PostgresSink:
         batch = self._sql.plan(events)
         try:
             async with connection.cursor() as cursor:
-                # executemany sends every insert in one pipeline and keeps each one's RETURNING rows.
-                await cursor.executemany(self._sql.insert_event, batch.event_rows, returning=True)
-                row_ids: list[int | None] = []
-                while True:
-                    returned = await cursor.fetchone()
-                    row_ids.append(returned[0] if returned else None)
-                    if not cursor.nextset():
-                        break
+                await cursor.execute(self._sql.insert_events, column_arrays(batch.event_rows))
+                # RETURNING gives the rows inserted, in no promised order: matched by key.
+                inserted = {
+                    (provider, event_id): row_id for row_id, provider, event_id in await cursor.fetchall()
+                }
+                row_ids = [inserted.get((event.provider, event.event_id)) for event in batch.unique]
                 payments = self._sql.payment_rows(batch, row_ids)
                 if payments:
-                    await cursor.executemany(self._sql.upsert_payment, payments)
+                    await cursor.execute(self._sql.upsert_payments, column_arrays(payments))
         except BaseException:
             with contextlib.suppress(Exception):
                 await connection.rollback()
