@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import telemetry
@@ -44,28 +43,36 @@ def header_map(request: Request) -> dict[str, str]:
     return headers
 
 
-async def read_body(request: Request, limit: int, *, timeout: float) -> bytes:
+async def read_body(request: Request, headers: dict[str, str], limit: int, *, timeout: float) -> bytes:
     """The raw body, refused as soon as it is known to exceed `limit`, without reading the rest, or
-    when it has not all arrived within `timeout` seconds (however slowly it trickles in)."""
-    too_large = PayloadTooLarge(f"body exceeds {limit} bytes", headers={"Connection": "close"})
-    declared = request.headers.get("content-length")
+    when it has not all arrived within `timeout` seconds (however slowly it trickles in). Read from the
+    ASGI messages themselves: Starlette's stream() adds an async generator per delivery."""
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnected("the client closed the connection before sending the whole body")
+                chunk: bytes = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise too_large
+                    raise _too_large(limit)
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
-        message = f"body not received within {timeout:g} s"
-        raise RequestTimeout(message, headers={"Connection": "close"}) from None
-    except ClientDisconnect:
-        raise ClientDisconnected("the client closed the connection before sending the whole body") from None
-    return b"".join(chunks)
+        message_text = f"body not received within {timeout:g} s"
+        raise RequestTimeout(message_text, headers={"Connection": "close"}) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"body exceeds {limit} bytes", headers={"Connection": "close"})
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
@@ -97,7 +104,9 @@ async def receive(request: Request, provider_name: str) -> Response:
         headers = header_map(request)
         provider.check_headers(headers)
         settings = request.app.state.settings
-        body = await read_body(request, settings.max_body_bytes, timeout=settings.body_read_timeout_seconds)
+        body = await read_body(
+            request, headers, settings.max_body_bytes, timeout=settings.body_read_timeout_seconds
+        )
         now = time.time()
         await provider.verify(body, headers, now)
         payload = parse_object(body)
