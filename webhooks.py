@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 import telemetry
 from errors import (
@@ -23,9 +23,8 @@ from errors import (
     ProviderNotConfigured,
     RequestTimeout,
     UnknownProvider,
-    internal_error,
-    refusal,
 )
+from fast_path import FastPath
 from providers import Provider
 from schemas import WEBHOOK_RESPONSES, WebhookAck
 from security import SignatureError
@@ -168,30 +167,14 @@ async def receive_razorpay_legacy(request: Request) -> Response:
     return await receive(request, "razorpay")
 
 
-class WebhookFastPath:
-    """Serves webhook deliveries straight from the ASGI scope, ahead of FastAPI's router.
+class WebhookFastPath(FastPath[str]):
+    """Deliveries, to the same `receive()` as the documented webhook routes (see fast_path.py)."""
 
-    Deliveries are the hot path, and FastAPI's per-request machinery (routing, dependency solving,
-    its middleware layers) measured as most of a delivery's CPU cost. The handler is the same
-    `receive()` that the documented FastAPI routes call, with the same answers; any path this does
-    not recognise exactly (a trailing slash, a root_path prefix) simply falls through to them.
-    """
+    def match(self, scope: Scope) -> str | None:
+        return _webhook_provider(scope)
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive_message: Receive, send: Send) -> None:
-        provider = _webhook_provider(scope) if scope["type"] == "http" else None
-        if provider is None:
-            await self.app(scope, receive_message, send)
-            return
-        try:
-            response = await receive(Request(scope, receive_message), provider)
-        except (ApiError, SignatureError) as exc:
-            response = refusal(exc)
-        except Exception as exc:
-            response = internal_error(exc)
-        await response(scope, receive_message, send)
+    async def handle(self, request: Request, matched: str) -> Response:
+        return await receive(request, matched)
 
 
 def _webhook_provider(scope: Scope) -> str | None:
