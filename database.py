@@ -141,6 +141,8 @@ class Reader:
             connection = pooled.dbapi_connection
             if self.engine.dialect.name == "postgresql":
                 # Each SELECT its own transaction: nothing left open (and no snapshot held) between reads.
+                # A pooled connection may come with the pre-ping's transaction open: end it first.
+                connection.rollback()
                 connection.autocommit = True
             self._local.connection = connection
             self._own.append(connection)

@@ -61,9 +61,9 @@ class BatchSql:
         self._event_binds = column_binds(columns, dialect)
         self._payment_binds = column_binds(payment_columns, dialect)
         if dialect.name == "postgresql":
-            # The whole batch in one statement each: one array parameter per column, unnested into rows.
-            # Measured, psycopg's per-statement work in a pipeline cost more client CPU than these
-            # statements cost the server.
+            # The whole batch in one statement each: one array parameter per column, unnested into rows,
+            # sent in binary (binary_parameters). Measured on the sink alone: 42-52 us of client CPU per
+            # event, against about 95 us for a statement per row in a pipeline.
             insert_events = (
                 postgresql.insert(table)
                 .from_select([column.name for column in columns], unnest_rows(columns))
