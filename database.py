@@ -78,6 +78,13 @@ class Reader:
     thread never waits for a connection. For precompiled statements (precompiled.py) each thread keeps
     one driver connection of its own, taken out of the pool: no checkout, no pre-ping round trip per
     read; after any error it is closed, and the thread's next read opens a new one.
+
+    On SQLite, precompiled reads (a payment's history) run on the event loop itself, on a connection
+    of its own: in WAL mode a reader never waits for the writer, an indexed page of history is tens of
+    microseconds of work, and the hand-off to a thread and back measured as half the read's latency
+    (history p99 at 32 connections 20-23 ms through a thread, 8-12 ms inline). Its busy timeout is
+    zero, so the rare moment SQLite cannot start a read at once (recovering after a crash) is answered
+    503 rather than stalling the loop.
     """
 
     def __init__(self, engine: Engine, *, threads: int) -> None:
@@ -85,7 +92,9 @@ class Reader:
         self.sessionmaker = make_sessionmaker(engine)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reader")
         self._local = threading.local()
-        self._own: list[Any] = []  # every thread's connection, to close at shutdown
+        self._own: list[Any] = []  # every connection kept out of the pool, to close at shutdown
+        self._inline = engine.dialect.name == "sqlite"
+        self._loop_connection: Any = None
         dbapi = engine.dialect.loaded_dbapi
         # Errors that mean the database cannot be read right now (documented as 503 storage_unavailable),
         # from SQLAlchemy and from the driver alike.
@@ -115,7 +124,10 @@ class Reader:
         return await self.run(run)
 
     async def with_cursor(self, work: Callable[[Any], T]) -> T:
-        """Run `work` with a cursor on this thread's own driver connection."""
+        """Run `work` with a cursor on this thread's own driver connection (on SQLite: the event loop's,
+        right here)."""
+        if self._inline:
+            return self._on_loop(work)
 
         def run() -> T:
             connection = self._thread_connection()
@@ -133,19 +145,41 @@ class Reader:
 
         return await self.run(run)
 
+    def _on_loop(self, work: Callable[[Any], T]) -> T:
+        connection = self._loop_connection
+        if connection is None:
+            connection = self._loop_connection = self._own_connection()
+            connection.execute("PRAGMA busy_timeout=0")
+        try:
+            cursor = connection.cursor()
+            try:
+                return work(cursor)
+            finally:
+                cursor.close()
+        except BaseException:
+            self._loop_connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
+            raise
+
+    def _own_connection(self) -> Any:
+        """A driver connection out of the pool, kept by its user; closed at shutdown."""
+        pooled = self.engine.raw_connection()  # the engine's connect options and pragmas apply
+        pooled.detach()
+        connection = pooled.dbapi_connection
+        self._own.append(connection)
+        return connection
+
     def _thread_connection(self) -> Any:
         connection: Any = getattr(self._local, "connection", None)
         if connection is None:
-            pooled = self.engine.raw_connection()  # the engine's connect options and pragmas apply
-            pooled.detach()
-            connection = pooled.dbapi_connection
+            connection = self._own_connection()
             if self.engine.dialect.name == "postgresql":
                 # Each SELECT its own transaction: nothing left open (and no snapshot held) between reads.
                 # A pooled connection may come with the pre-ping's transaction open: end it first.
                 connection.rollback()
                 connection.autocommit = True
             self._local.connection = connection
-            self._own.append(connection)
         return connection
 
     def close(self) -> None:

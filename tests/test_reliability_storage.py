@@ -112,3 +112,19 @@ def test_full_write_queue_answers_503_at_once_and_nothing_waits_past_the_timeout
     assert len(turned_away) >= len(deliveries) - 1 - 2 - 1
     assert max(turned_away) < 1.0
     assert max(seconds for _, _, seconds in answers) < QUEUE_STORE_TIMEOUT + 1.0
+
+
+def test_sqlite_history_reads_do_not_wait_for_a_held_write_lock(tmp_path: Path) -> None:
+    """On SQLite the history is read on the event loop: in WAL mode a reader never waits for the writer,
+    so a write lock held elsewhere neither delays the read nor hides what was committed."""
+    url = f"sqlite:///{tmp_path / 'webhooks.db'}"
+    with TestClient(create_app(make_settings(url))) as client:
+        assert deliver(client, "evt_committed")[:2] == (200, "processed")
+        with storage_outage(url):
+            started = time.monotonic()
+            response = client.get("/payments/pay_outage/events")
+            elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert [event["event_id"] for event in response.json()] == ["evt_committed"]
+    assert elapsed < 1.0  # a reader that waited for the lock would take the 5 s busy timeout
