@@ -2,11 +2,12 @@
 
 import asyncio
 import contextlib
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -15,6 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from precompiled import PrecompiledSelect
 
 
 def normalise_url(raw: str) -> URL:
@@ -71,30 +73,37 @@ T = TypeVar("T")
 
 
 class Reader:
-    """Runs the read API's database work on threads of its own, so a read never blocks the event loop.
+    """Runs the read API's database work without blocking the event loop.
 
-    One hand-off per request to a plain executor: anyio's thread pool (FastAPI's default) measured at
-    several times the cost of the query it ran. As many threads as the pool has connections, so a
-    thread never waits for a connection. For precompiled statements (precompiled.py) each thread keeps
-    one driver connection of its own, taken out of the pool: no checkout, no pre-ping round trip per
-    read; after any error it is closed, and the thread's next read opens a new one.
+    Routes that use a Session or a connection hand their work to threads of the reader's own, one
+    hand-off per request to a plain executor (anyio's thread pool, FastAPI's default, measured at
+    several times the cost of the query it ran); as many threads as the pool has connections, so a
+    thread never waits for one.
 
-    On SQLite, precompiled reads (a payment's history) run on the event loop itself, on a connection
-    of its own: in WAL mode a reader never waits for the writer, an indexed page of history is tens of
-    microseconds of work, and the hand-off to a thread and back measured as half the read's latency
-    (history p99 at 32 connections 20-23 ms through a thread, 8-12 ms inline). Its busy timeout is
-    zero, so the rare moment SQLite cannot start a read at once (recovering after a crash) is answered
-    503 rather than stalling the loop.
+    Precompiled statements (a payment's history, precompiled.py) run on the event loop itself: the
+    hand-off to a thread and back measured as half of such a read's latency (history p99 at 32
+    connections 17-21 ms through a thread, 7-9 ms on SQLite without). On PostgreSQL they use psycopg's
+    asynchronous connections, up to `threads` of them, opened on first use and replaced after any error.
+    On SQLite they run on one connection of the loop's own: in WAL mode a reader never waits for the
+    writer, and an indexed page of history is tens of microseconds of work. Its busy timeout is zero,
+    so the rare moment SQLite cannot start a read at once (recovering after a crash) is answered 503
+    rather than stalling the loop.
     """
 
-    def __init__(self, engine: Engine, *, threads: int) -> None:
+    def __init__(
+        self, engine: Engine, *, threads: int, connect_timeout: int = 10, statement_timeout_ms: int = 5000
+    ) -> None:
         self.engine = engine
         self.sessionmaker = make_sessionmaker(engine)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reader")
-        self._local = threading.local()
-        self._own: list[Any] = []  # every connection kept out of the pool, to close at shutdown
-        self._inline = engine.dialect.name == "sqlite"
-        self._loop_connection: Any = None
+        self._connect = partial(
+            connect_async, engine, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms
+        )
+        # PostgreSQL: a slot per connection, None until opened (or after an error).
+        self._slots: asyncio.Queue[psycopg.AsyncConnection[Any] | None] = asyncio.Queue()
+        for _ in range(threads):
+            self._slots.put_nowait(None)
+        self._sqlite: Any = None  # SQLite: the loop's own connection
         dbapi = engine.dialect.loaded_dbapi
         # Errors that mean the database cannot be read right now (documented as 503 storage_unavailable),
         # from SQLAlchemy and from the driver alike.
@@ -123,71 +132,70 @@ class Reader:
 
         return await self.run(run)
 
-    async def with_cursor(self, work: Callable[[Any], T]) -> T:
-        """Run `work` with a cursor on this thread's own driver connection (on SQLite: the event loop's,
-        right here)."""
-        if self._inline:
-            return self._on_loop(work)
-
-        def run() -> T:
-            connection = self._thread_connection()
-            try:
-                cursor = connection.cursor()
-                try:
-                    return work(cursor)
-                finally:
-                    cursor.close()
-            except BaseException:
-                self._local.connection = None
+    async def select(self, statement: PrecompiledSelect, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a precompiled SELECT, read on the event loop."""
+        if self.engine.dialect.name == "sqlite":
+            return self._select_sqlite(statement, values)
+        connection = await self._slots.get()
+        try:
+            if connection is None:
+                # autocommit: each SELECT its own transaction, nothing left open between reads.
+                connection = await self._connect(autocommit=True)
+            async with connection.cursor() as cursor:
+                rows = await statement.execute_async(cursor, values)
+        except BaseException:
+            if connection is not None:
                 with contextlib.suppress(Exception):
-                    connection.close()
-                raise
+                    await connection.close()
+            self._slots.put_nowait(None)
+            raise
+        self._slots.put_nowait(connection)
+        return rows
 
-        return await self.run(run)
-
-    def _on_loop(self, work: Callable[[Any], T]) -> T:
-        connection = self._loop_connection
+    def _select_sqlite(
+        self, statement: PrecompiledSelect, values: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        connection: Any = self._sqlite
         if connection is None:
-            connection = self._loop_connection = self._own_connection()
+            pooled = self.engine.raw_connection()  # the engine's connect options and pragmas apply
+            pooled.detach()
+            connection = self._sqlite = pooled.dbapi_connection
             connection.execute("PRAGMA busy_timeout=0")
         try:
             cursor = connection.cursor()
             try:
-                return work(cursor)
+                return statement.execute(cursor, values)
             finally:
                 cursor.close()
         except BaseException:
-            self._loop_connection = None
+            self._sqlite = None
             with contextlib.suppress(Exception):
                 connection.close()
             raise
 
-    def _own_connection(self) -> Any:
-        """A driver connection out of the pool, kept by its user; closed at shutdown."""
-        pooled = self.engine.raw_connection()  # the engine's connect options and pragmas apply
-        pooled.detach()
-        connection = pooled.dbapi_connection
-        self._own.append(connection)
-        return connection
-
-    def _thread_connection(self) -> Any:
-        connection: Any = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._own_connection()
-            if self.engine.dialect.name == "postgresql":
-                # Each SELECT its own transaction: nothing left open (and no snapshot held) between reads.
-                # A pooled connection may come with the pre-ping's transaction open: end it first.
-                connection.rollback()
-                connection.autocommit = True
-            self._local.connection = connection
-        return connection
-
-    def close(self) -> None:
+    async def close(self) -> None:
         self._executor.shutdown(wait=True)
-        for connection in self._own:
+        while not self._slots.empty():
+            if (connection := self._slots.get_nowait()) is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+        if self._sqlite is not None:
             with contextlib.suppress(Exception):
-                connection.close()
-        self._own.clear()
+                self._sqlite.close()
+            self._sqlite = None
+
+
+async def connect_async(
+    engine: Engine, *, connect_timeout: int, statement_timeout_ms: int, autocommit: bool = False
+) -> "psycopg.AsyncConnection[Any]":
+    """psycopg's asynchronous connection to the engine's PostgreSQL database, for the work that runs on
+    the event loop (the writer's batches, the history's reads)."""
+    return await psycopg.AsyncConnection.connect(
+        engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+        connect_timeout=connect_timeout,
+        options=f"-c statement_timeout={statement_timeout_ms}",
+        autocommit=autocommit,
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

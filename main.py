@@ -50,7 +50,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     writer.start()
     app.state.settings = settings
     app.state.engine = engine
-    app.state.reader = Reader(engine, threads=settings.db_pool_size)
+    app.state.reader = Reader(
+        engine,
+        threads=settings.db_pool_size,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
+    )
     app.state.writer = writer
     app.state.providers = build_registry(settings)
     metrics.initialise(providers=app.state.providers)
@@ -63,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await writer.stop()
-        app.state.reader.close()
+        await app.state.reader.close()
         engine.dispose()
         stop_logging()
 

@@ -59,7 +59,14 @@ class PrecompiledSelect:
 
     def execute(self, cursor: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         cursor.execute(self.sql, self.bound(values))
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return self.converted(cursor.fetchall())
+
+    async def execute_async(self, cursor: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The same on an asynchronous cursor (psycopg's)."""
+        await cursor.execute(self.sql, self.bound(values))
+        return self.converted(await cursor.fetchall())
+
+    def converted(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if not self._converting:
             return rows
         converted = []

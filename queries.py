@@ -183,7 +183,7 @@ async def history(request: Request, payment_id: str, query: HistoryQuery) -> Res
         since=query.since is not None,
         until=query.until is not None,
     )
-    rows = await _storage_errors(reader, reader.with_cursor(lambda cursor: select_.execute(cursor, params)))
+    rows = await _storage_errors(reader, reader.select(select_, params))
     return listed_page(request, rows, limit=query.limit, kind=paging.HISTORY)
 
 

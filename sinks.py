@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, Final, Protocol, cast
 
 import psycopg
@@ -23,6 +24,7 @@ from sqlalchemy import cast as type_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
 import projection
+from database import connect_async
 from events import NormalizedEvent
 from models import Event, Payment
 from precompiled import column_binds, compile_for, parameters
@@ -188,17 +190,15 @@ class PostgresSink:
     row_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError, psycopg.DataError)
 
     def __init__(self, engine: Engine, *, connect_timeout: int, statement_timeout_ms: int) -> None:
-        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._connect_timeout = connect_timeout
-        self._options = f"-c statement_timeout={statement_timeout_ms}"
+        self._connect = partial(
+            connect_async, engine, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms
+        )
         self._sql = BatchSql(engine.dialect)
         self._connection: psycopg.AsyncConnection[Any] | None = None
 
     async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
         if self._connection is None:
-            self._connection = await psycopg.AsyncConnection.connect(
-                self._conninfo, connect_timeout=self._connect_timeout, options=self._options
-            )
+            self._connection = await self._connect()
         connection = self._connection
         batch = self._sql.plan(events)
         try:

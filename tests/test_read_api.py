@@ -1,6 +1,7 @@
 """The read API: a payment's state, its paged history, one stored event in full, and the recent-events
 feed, all keyset-paged with a Link header. Both databases, real Razorpay signatures."""
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Iterator
@@ -310,7 +311,7 @@ def test_reads_answer_503_when_the_database_is_unreachable(client: TestClient, p
     try:
         response = client.get(path)
     finally:
-        app.state.reader.close()
+        asyncio.run(app.state.reader.close())  # it never connected: nothing bound to the app's loop
         app.state.reader = working
         unreachable.dispose()
 

@@ -32,14 +32,20 @@ def statements(client: TestClient) -> Iterator[list[tuple[str, Any]]]:
         seen.append((select.sql, select.bound(values)))
         return precompiled_execute(select, cursor, values)
 
+    async def execute_async(select: PrecompiledSelect, cursor: Any, values: Any) -> Any:
+        seen.append((select.sql, select.bound(values)))
+        return await precompiled_execute_async(select, cursor, values)
+
     event.listen(engine, "before_cursor_execute", capture)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PrecompiledSelect, "execute", execute)
+        patch.setattr(PrecompiledSelect, "execute_async", execute_async)
         yield seen
     event.remove(engine, "before_cursor_execute", capture)
 
 
 precompiled_execute = PrecompiledSelect.execute
+precompiled_execute_async = PrecompiledSelect.execute_async
 
 
 def plan(engine: Engine, statement: str, parameters: Any) -> str:
