@@ -47,19 +47,26 @@ def purge(args: argparse.Namespace) -> int:
 
     try:
         result = retention.purge(
-            engine, older_than=timedelta(days=args.days), redact=args.redact, batch_size=args.batch_size,
+            engine,
+            older_than=timedelta(days=args.days),
+            redact=args.redact,
+            batch_size=args.batch_size,
             on_batch=progress,
         )
     except SQLAlchemyError as exc:
         # Every finished batch is committed: running the same command again carries on from there.
-        print(f"purge: database error ({type(exc).__name__}) after {done} events; run it again to finish",
-              file=sys.stderr)
+        print(
+            f"purge: database error ({type(exc).__name__}) after {done} events; run it again to finish",
+            file=sys.stderr,
+        )
         return 1
     finally:
         engine.dispose()
     verb = "redacted" if args.redact else "deleted"
-    print(f"{verb} {result.events} events received before {result.cutoff:%Y-%m-%d %H:%M:%S} UTC "
-          f"({result.batches} batches)")
+    print(
+        f"{verb} {result.events} events received before {result.cutoff:%Y-%m-%d %H:%M:%S} UTC "
+        f"({result.batches} batches)"
+    )
     return 0
 
 
@@ -73,8 +80,12 @@ def add_purge_command(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     )
     command.add_argument("--days", type=_at_least_one, required=True, help="keep events younger than this")
     command.add_argument("--redact", action="store_true", help="empty raw_body instead of deleting the row")
-    command.add_argument("--batch-size", type=_at_least_one, default=retention.BATCH_SIZE,
-                         help="rows per transaction (default %(default)s)")
+    command.add_argument(
+        "--batch-size",
+        type=_at_least_one,
+        default=retention.BATCH_SIZE,
+        help="rows per transaction (default %(default)s)",
+    )
     command.set_defaults(handler=purge)
 
 

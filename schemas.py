@@ -189,7 +189,7 @@ NOT_READY = _error(
 )
 PAGED_LIST_HEADERS: dict[str, Any] = {
     "Link": {
-        "description": 'Present only when more rows remain: `</payments/pay_014/events?limit=100&after=...>; '
+        "description": "Present only when more rows remain: `</payments/pay_014/events?limit=100&after=...>; "
         'rel="next"`, the same query with the next page\'s cursor',
         "schema": {"type": "string"},
     }
