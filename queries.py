@@ -27,12 +27,7 @@ from starlette.types import Scope
 import paging
 from auth import bearer_token, check_token, require_token
 from database import Reader
-from errors import (
-    ApiError,
-    EventNotFound,
-    PaymentNotFound,
-    StorageUnavailable,
-)
+from errors import ApiError, EventNotFound, PaymentNotFound, StorageUnavailable
 from fast_path import FastPath
 from models import Event, Payment, UTCDateTime
 from precompiled import PrecompiledSelect
@@ -143,12 +138,11 @@ def history_select(dialect: Dialect, **filters: bool) -> PrecompiledSelect:
     return PrecompiledSelect(history_statement(**filters), dialect)
 
 
-@lru_cache(maxsize=32)
 def history_statement(
     *, after: bool, provider: bool, event_type: bool, since: bool, until: bool
 ) -> Select[*tuple[Any, ...]]:
-    """The history query for one combination of filters, built once: building a statement costs more
-    than running it. Values are bound at execution."""
+    """The history query for one combination of filters; values are bound at execution. Built and
+    compiled once per combination (history_select): building a statement costs more than running it."""
     stmt = LISTED.where(Event.payment_id == bindparam("payment_id"))
     if after:
         # A row-value comparison: both databases turn it into a range on the history index.

@@ -46,35 +46,38 @@ class Sink(Protocol):
 
 
 class BatchSql:
+    """A batch's two statements for one dialect: `insert_events` (ON CONFLICT DO NOTHING, RETURNING the
+    new rows) and `upsert_payments` (the projection's fold). On SQLite each runs once per row. On
+    PostgreSQL each runs once per batch: one array parameter per column, unnested into rows, sent in
+    binary (binary_parameters); measured on the sink alone, 42-52 us of client CPU per event against
+    about 95 us for a statement per row in a pipeline."""
+
     def __init__(self, dialect: Dialect) -> None:
-        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         table = cast(Table, Event.__table__)
         columns = [column for column in table.c if column.name != "id"]
-        insert_event = (
-            insert(table)
-            .values({column.name: bindparam(column.name) for column in columns})
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(table.c.id)
-        )
-        self.insert_event = str(insert_event.compile(dialect=compile_for(dialect)))
-        upsert_payment = projection.upsert_statement(dialect.name)
-        self.upsert_payment = str(upsert_payment.compile(dialect=compile_for(dialect)))
         payment_columns = list(cast(Table, Payment.__table__).c)
         self._event_binds = column_binds(columns, dialect)
         self._payment_binds = column_binds(payment_columns, dialect)
         if dialect.name == "postgresql":
-            # The whole batch in one statement each: one array parameter per column, unnested into rows,
-            # sent in binary (binary_parameters). Measured on the sink alone: 42-52 us of client CPU per
-            # event, against about 95 us for a statement per row in a pipeline.
             insert_events = (
                 postgresql.insert(table)
                 .from_select([column.name for column in columns], unnest_rows(columns))
                 .on_conflict_do_nothing(index_elements=["provider", "event_id"])
                 .returning(table.c.id, table.c.provider, table.c.event_id)
             )
-            self.insert_events = binary_parameters(str(insert_events.compile(dialect=dialect)))
             upsert_payments = projection.upsert_statement(dialect.name, rows=unnest_rows(payment_columns))
+            self.insert_events = binary_parameters(str(insert_events.compile(dialect=dialect)))
             self.upsert_payments = binary_parameters(str(upsert_payments.compile(dialect=dialect)))
+            return
+        insert_event = (
+            sqlite.insert(table)
+            .values({column.name: bindparam(column.name) for column in columns})
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(table.c.id)
+        )
+        self.insert_events = str(insert_event.compile(dialect=compile_for(dialect)))
+        upsert_payment = projection.upsert_statement(dialect.name)
+        self.upsert_payments = str(upsert_payment.compile(dialect=compile_for(dialect)))
 
     def plan(self, events: Sequence[NormalizedEvent]) -> "Batch":
         first_index: dict[tuple[str, str], int] = {}
@@ -154,12 +157,12 @@ class SqliteSink:
         try:
             row_ids: list[int | None] = []
             for row in batch.event_rows:  # sqlite3's executemany cannot return rows
-                cursor.execute(self._sql.insert_event, row)
+                cursor.execute(self._sql.insert_events, row)
                 returned = cursor.fetchone()
                 row_ids.append(returned[0] if returned else None)
             payments = self._sql.payment_rows(batch, row_ids)
             if payments:
-                cursor.executemany(self._sql.upsert_payment, payments)
+                cursor.executemany(self._sql.upsert_payments, payments)
         except BaseException:
             self._connection.rollback()
             raise
