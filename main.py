@@ -46,8 +46,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connect_timeout=settings.db_connect_timeout_seconds,
         statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
     )
-    writer = EventWriter(sinks, batch_max=settings.write_batch_max, queue_max=settings.write_queue_max)
+    writer = EventWriter(
+        sinks,
+        batch_max=settings.write_batch_max,
+        queue_max=settings.write_queue_max,
+        timeout=settings.store_timeout_seconds,
+    )
     writer.start()
+    body_deadlines = webhooks.body_deadlines(settings.body_read_timeout_seconds)
+    body_deadlines.start()
     app.state.settings = settings
     app.state.engine = engine
     app.state.reader = Reader(
@@ -57,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
     )
     app.state.writer = writer
+    app.state.body_deadlines = body_deadlines
     app.state.providers = build_registry(settings)
     metrics.initialise(providers=app.state.providers)
     if not settings.api_tokens:
@@ -68,6 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await writer.stop()
+        await body_deadlines.stop()
         await app.state.reader.close()
         engine.dispose()
         stop_logging()

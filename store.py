@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
+from deadlines import Deadlines
 from errors import StorageUnavailable
 from events import NormalizedEvent
 from sinks import Sink
@@ -24,16 +25,23 @@ _Pending = tuple[NormalizedEvent, "asyncio.Future[bool]"]
 _Outcome = bool | StorageUnavailable
 
 
+def _time_out(future: "asyncio.Future[bool]") -> None:
+    if not future.done():
+        # The write may still land; the provider's retry will then be answered as a duplicate.
+        future.set_exception(StorageUnavailable("storage did not confirm the write in time; retry later"))
+
+
 class EventWriter:
     """Batches queued deliveries onto one or more sinks. Each sink writes one batch at a time; several
     sinks (PostgreSQL) keep several transactions in flight, so a batch waiting for its commit's
     fsync does not hold up the next one."""
 
-    def __init__(self, sinks: Sequence[Sink], *, batch_max: int, queue_max: int) -> None:
+    def __init__(self, sinks: Sequence[Sink], *, batch_max: int, queue_max: int, timeout: float) -> None:
         self._sinks = sinks
         self._batch_max = batch_max
         self._queue_max = queue_max
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        self._deadlines = Deadlines(timeout, _time_out)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -41,6 +49,7 @@ class EventWriter:
             asyncio.create_task(self._run(sink), name=f"event-writer-{index}")
             for index, sink in enumerate(self._sinks)
         ]
+        self._deadlines.start()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop. Called at shutdown, after the server stopped accepting."""
@@ -50,21 +59,22 @@ class EventWriter:
             await asyncio.wait(self._tasks, timeout=timeout)
         for task in self._tasks:
             task.cancel()
+        await self._deadlines.stop()
         for sink in self._sinks:
             await sink.close()
 
-    async def store(self, event: NormalizedEvent, *, timeout: float) -> bool:
-        """True if `event` is new, False if it was stored before; only after the commit."""
+    async def store(self, event: NormalizedEvent) -> bool:
+        """True if `event` is new, False if it was stored before; only after the commit. Raises
+        StorageUnavailable when the commit is not confirmed within the writer's timeout."""
         if self._queue.qsize() >= self._queue_max:
             raise StorageUnavailable("too many deliveries are waiting for storage; retry later")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, future))
+        watch = self._deadlines.watch(future)
         try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            # The write may still land; the provider's retry will then be answered as a duplicate.
-            raise StorageUnavailable("storage did not confirm the write in time; retry later") from None
+            return await future
+        finally:
+            watch.active = False
 
     async def _run(self, sink: Sink) -> None:
         stopping = False

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import Scope
 
 import telemetry
+from deadlines import Deadlines
 from errors import (
     ApiError,
     ClientDisconnected,
@@ -42,32 +43,51 @@ def header_map(request: Request) -> dict[str, str]:
     return headers
 
 
-async def read_body(request: Request, headers: dict[str, str], limit: int, *, timeout: float) -> bytes:
+async def read_body(
+    request: Request, headers: dict[str, str], limit: int, *, deadlines: "Deadlines[asyncio.Task[Any]]"
+) -> bytes:
     """The raw body, refused as soon as it is known to exceed `limit`, without reading the rest, or
-    when it has not all arrived within `timeout` seconds (however slowly it trickles in). Read from the
-    ASGI messages themselves: Starlette's stream() adds an async generator per delivery."""
+    when it has not all arrived within the deadlines' timeout (however slowly it trickles in). Read
+    from the ASGI messages themselves: Starlette's stream() adds an async generator per delivery."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
+    task = asyncio.current_task()
+    assert task is not None  # an ASGI app always runs in a task
+    # The only await below is receive(): if the deadline passes, that is where the cancellation lands.
+    watch = deadlines.watch(task)
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await request.receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnected("the client closed the connection before sending the whole body")
-                chunk: bytes = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
-        message_text = f"body not received within {timeout:g} s"
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected("the client closed the connection before sending the whole body")
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except asyncio.CancelledError:
+        # Ours only if the deadline passed and nothing else (a shutdown) also cancelled the task.
+        if not watch.expired or task.uncancel() > 0:
+            raise
+        message_text = f"body not received within {deadlines.timeout:g} s"
         raise RequestTimeout(message_text, headers={"Connection": "close"}) from None
+    finally:
+        watch.active = False
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def body_deadlines(timeout: float) -> "Deadlines[asyncio.Task[Any]]":
+    """Cancels the task of a body read that outlasts `timeout`; read_body answers it 408."""
+    return Deadlines(timeout, _cancel)
+
+
+def _cancel(task: "asyncio.Task[Any]") -> None:
+    task.cancel()
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -104,7 +124,7 @@ async def receive(request: Request, provider_name: str) -> Response:
         provider.check_headers(headers)
         settings = request.app.state.settings
         body = await read_body(
-            request, headers, settings.max_body_bytes, timeout=settings.body_read_timeout_seconds
+            request, headers, settings.max_body_bytes, deadlines=request.app.state.body_deadlines
         )
         now = time.time()
         await provider.verify(body, headers, now)
@@ -113,7 +133,7 @@ async def receive(request: Request, provider_name: str) -> Response:
             payload, body=body, headers=headers, received_at=datetime.fromtimestamp(now, UTC)
         )
         outcome.event_id = event.event_id
-        is_new = await request.app.state.writer.store(event, timeout=settings.store_timeout_seconds)
+        is_new = await request.app.state.writer.store(event)
         outcome.outcome = "processed" if is_new else "duplicate"
         outcome.status_code = 200
         return Response(
