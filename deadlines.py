@@ -10,11 +10,14 @@ late, which a timeout of seconds can afford.
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
+
+logger = logging.getLogger("webhooks.deadlines")
 
 TICK_S: Final = 0.05  # at most how late an overdue watch is noticed (less for timeouts under 0.25 s)
 
@@ -66,4 +69,7 @@ class Deadlines(Generic[T]):
                 if watch.active:
                     watch.expired = True
                     watch.active = False
-                    self._on_expiry(watch.item)
+                    try:
+                        self._on_expiry(watch.item)
+                    except Exception:  # the sweep must outlive it, or no later wait would ever expire
+                        logger.exception("expiring a timed wait failed")
