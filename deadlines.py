@@ -4,8 +4,9 @@ A delivery has two waits with a timeout: its body arriving and its commit being 
 `asyncio.timeout()` arms a timer and walks the task's cancellation state for each, measured at about
 6 us a time under uvloop, twice per delivery. Here each use appends to a FIFO instead: every watch of
 one `Deadlines` has the same timeout, so the deadlines fall in the order they were set, and a sweep
-every tick only looks at the front. The price is precision: an overdue watch is noticed up to one tick
-late, which a timeout of seconds can afford.
+every tick only looks at the front. Measured, this took a delivery from 753,000 to 712,000 instructions
+(BENCHMARKS.md). The price is precision: an overdue watch is noticed up to one tick late, which a
+timeout of seconds can afford.
 """
 
 import asyncio
@@ -35,6 +36,9 @@ class Watch(Generic[T]):
 
 
 class Deadlines(Generic[T]):
+    """Watches that all share `timeout`; `on_expiry` runs on the item of each one still active when
+    its deadline passes (on the event loop, from the sweep task that start() creates)."""
+
     def __init__(self, timeout: float, on_expiry: Callable[[T], None]) -> None:
         self.timeout = timeout
         self._on_expiry = on_expiry
