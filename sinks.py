@@ -136,9 +136,9 @@ class SqliteSink:
     """sqlite3 has no asynchronous driver, and a commit waits for fsync: batches run on one dedicated
     thread (SQLite takes one writer at a time anyway), and the event loop awaits them."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sql: BatchSql) -> None:
         self._engine = engine
-        self._sql = BatchSql(engine.dialect)
+        self._sql = sql
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
         self._connection: PoolProxiedConnection | None = None
         dbapi = engine.dialect.loaded_dbapi
@@ -192,11 +192,13 @@ class PostgresSink:
 
     row_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError, psycopg.DataError)
 
-    def __init__(self, engine: Engine, *, connect_timeout: int, statement_timeout_ms: int) -> None:
+    def __init__(
+        self, engine: Engine, sql: BatchSql, *, connect_timeout: int, statement_timeout_ms: int
+    ) -> None:
         self._connect = partial(
             connect_async, engine, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms
         )
-        self._sql = BatchSql(engine.dialect)
+        self._sql = sql
         self._connection: psycopg.AsyncConnection[Any] | None = None
 
     async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
@@ -236,10 +238,11 @@ def make_sinks(
     engine: Engine, *, concurrency: int, connect_timeout: int, statement_timeout_ms: int
 ) -> list[Sink]:
     """PostgreSQL: `concurrency` connections, each with a batch in flight. SQLite: one, since SQLite
-    takes one writer at a time."""
+    takes one writer at a time. The batch statements are compiled once and shared."""
+    sql = BatchSql(engine.dialect)
     if engine.dialect.name != "postgresql":
-        return [SqliteSink(engine)]
+        return [SqliteSink(engine, sql)]
     return [
-        PostgresSink(engine, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms)
+        PostgresSink(engine, sql, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms)
         for _ in range(concurrency)
     ]
