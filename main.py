@@ -40,11 +40,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_engine(settings)
     # Alembic owns the schema: pending migrations are applied once even when workers start together.
     await run_in_threadpool(migrate.prepare_schema, settings)
+    # Asynchronous connections (the writer's, the history's) get the store timeout as their statement
+    # timeout, as the engine's own connections do (database.make_engine).
+    statement_timeout_ms = int(settings.store_timeout_seconds * 1000)
     sinks = make_sinks(
         engine,
         concurrency=settings.write_concurrency,
         connect_timeout=settings.db_connect_timeout_seconds,
-        statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
+        statement_timeout_ms=statement_timeout_ms,
     )
     writer = EventWriter(
         sinks,
@@ -61,7 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine,
         threads=settings.db_pool_size,
         connect_timeout=settings.db_connect_timeout_seconds,
-        statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
+        statement_timeout_ms=statement_timeout_ms,
     )
     app.state.writer = writer
     app.state.body_deadlines = body_deadlines
