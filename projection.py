@@ -3,6 +3,8 @@
 The fold is a maximum (the status comes from the event with the greatest (rank, occurred_at, row id)),
 a sum (event_count) and a min/max (first_seen_at, last_event_at). All three are order-independent, so
 deliveries in any order, in any batches, and a rebuild from the events table all give the same rows.
+It exists twice: `fold` in Python (SQLite's writer, rebuilds) and `fold_select` in SQL (PostgreSQL's
+writer folds a batch in the statement that inserts it). tests/test_projection_fold.py holds them equal.
 """
 
 from collections.abc import Iterable
@@ -10,13 +12,40 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Insert, Select, bindparam, case, delete, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from events import NO_STATUS_RANK, STATUS_RANK
 from models import Event, Payment
 
 REBUILD_CHUNK = 5_000
+# What the fold reads of an event, besides its row id (EventFacts).
+FACTS = (
+    "provider",
+    "payment_id",
+    "status",
+    "provider_status",
+    "amount",
+    "currency",
+    "occurred_at",
+    "received_at",
+)
 
 
 class EventFacts(Protocol):
@@ -82,6 +111,50 @@ def fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
     # Sorted keys: two processes upserting overlapping payments lock rows in the same order, so they
     # wait for each other instead of deadlocking.
     return [rows[key] for key in sorted(rows)]
+
+
+def fold_select(new: NamedFromClause) -> Select[*tuple[Any, ...]]:
+    """`fold` in SQL (PostgreSQL): one row per payment, in the payments table's column order, from
+    `new` (rows of newly stored events: `id` and the FACTS columns). The status row is the first of
+    its payment by (rank, occurred_at, id) descending: DISTINCT ON keeps it, and the windows give the
+    count, min and max over all the payment's rows. Payments come in key order, as from `fold`."""
+    c = new.c
+    rank = rank_expression(c.status)
+    payment = (c.provider, c.payment_id)
+    # Code point order, as Python sorts `fold`'s keys: all writers lock payments in one order.
+    key = (c.provider.collate("C"), c.payment_id.collate("C"))
+    return (
+        select(
+            c.provider,
+            c.payment_id,
+            case((rank == _constant(NO_STATUS_RANK), None), else_=c.status).label("status"),
+            c.provider_status,
+            c.amount,
+            c.currency,
+            func.min(c.received_at).over(partition_by=payment).label("first_seen_at"),
+            func.max(c.occurred_at).over(partition_by=payment).label("last_event_at"),
+            func.count().over(partition_by=payment).label("event_count"),
+            rank.label("status_rank"),
+            c.occurred_at.label("status_occurred_at"),
+            c.id.label("status_event_id"),
+        )
+        .where(c.payment_id.is_not(None))
+        .ext(postgresql.distinct_on(*key))
+        .order_by(*key, rank.desc(), c.occurred_at.desc(), c.id.desc())
+    )
+
+
+def rank_expression(status: ColumnElement[Any]) -> ColumnElement[int]:
+    """`_rank` in SQL: `CASE status WHEN 'created' THEN 0 ... ELSE -1 END`."""
+    whens = {_constant(name): _constant(rank) for name, rank in STATUS_RANK.items()}
+    return case(whens, value=status, else_=_constant(NO_STATUS_RANK))
+
+
+def _constant(value: str | int) -> ColumnElement[Any]:
+    # Written into the SQL rather than bound: the writer's statement takes one parameter, the batch.
+    if isinstance(value, int):
+        return literal_column(str(value), Integer())
+    return literal_column("'" + value.replace("'", "''") + "'", String())
 
 
 @lru_cache(maxsize=2)

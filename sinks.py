@@ -1,9 +1,9 @@
 """Where a batch of events is written: the SQL of one batch, and one sink per database.
 
 A batch is one transaction: `INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING` for its
-events (the database decides what is new), then an upsert per payment into the projection, then the
-commit. On SQLite that is a statement per row on one thread; on PostgreSQL, one statement for all the
-events and one for all the payments, each reading its rows from one JSON parameter.
+events (the database decides what is new), then their fold into the payments projection, then the
+commit. On SQLite that is a statement per row on one thread. On PostgreSQL it is one statement for the
+whole batch, its rows read from one JSON parameter, folded in SQL, and committed as it ends.
 The statements are compiled once from their Core definitions and run on the driver's own cursor:
 measured, SQLAlchemy's per-execute layers (cache keys, result objects) cost more per event than the
 insert itself.
@@ -12,7 +12,7 @@ insert itself.
 import asyncio
 import base64
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from functools import partial
@@ -62,13 +62,11 @@ class Sink(Protocol):
 
 @dataclass
 class Batch:
-    """The events of one transaction: each (provider, event_id) once, in key order, and which of the
-    events given were new once the database has said which rows it inserted."""
+    """The events of one transaction: each (provider, event_id) once, in key order."""
 
     events: Sequence[NormalizedEvent]
     unique: list[NormalizedEvent]
     first_index: dict[tuple[str, str], int]
-    new: list[tuple[int, NormalizedEvent]] | None = None
 
     @classmethod
     def plan(cls, events: Sequence[NormalizedEvent]) -> "Batch":
@@ -80,15 +78,10 @@ class Batch:
         keys = sorted(first_index)
         return cls(events=events, unique=[events[first_index[key]] for key in keys], first_index=first_index)
 
-    def payments(self, row_ids: Sequence[int | None]) -> list[dict[str, Any]]:
-        """The projection's rows for the events that were new (a row id returned), in key order."""
-        self.new = [(row_id, event) for row_id, event in zip(row_ids, self.unique, strict=True) if row_id]
-        return projection.fold(self.new)
-
-    def outcomes(self) -> list[bool]:
-        """Per event, new or not. Of several deliveries of one event in a batch, the first is the new
-        one; the rest are duplicates, as if they had arrived just after it."""
-        inserted = {(event.provider, event.event_id) for _, event in self.new or []}
+    def outcomes(self, inserted: Collection[tuple[str, str]]) -> list[bool]:
+        """Per event, new or not, given the keys the database inserted. Of several deliveries of one
+        event in a batch, the first is the new one; the rest are duplicates, as if they had arrived
+        just after it."""
         keys = ((event.provider, event.event_id) for event in self.events)
         return [self.first_index[key] == index and key in inserted for index, key in enumerate(keys)]
 
@@ -125,24 +118,28 @@ class SqliteSql:
 
 
 class PostgresSql:
-    """A batch's two statements on PostgreSQL, each run once per batch on one JSON parameter: an array
-    with an object per row, keys named after the columns (`json_rows`). orjson writes that array in C,
-    so the client's work per event is small. Measured on the sink alone (callgrind, batches of 16):
-    216,000 instructions per event against 348,000 with one binary array per column, whose encoding
-    psycopg does in Python."""
+    """A batch as one statement on PostgreSQL: the events inserted from one JSON parameter (`json_rows`),
+    the new ones folded into payments (`projection.fold_select`, in a second data-modifying CTE), and
+    the new rows' keys returned. Measured against the events and the payments as two statements and a
+    COMMIT: the event loop no longer waits out four round trips per batch, each taking its turn behind
+    the deliveries, and psycopg encodes one text parameter in C instead of an array per column in
+    Python (BENCHMARKS.md)."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)
-        event_columns, payment_columns = _columns()
-        insert_events = (
+        event_columns, _ = _columns()
+        inserted = (
             postgresql.insert(table)
             .from_select([column.name for column in event_columns], json_rows(event_columns))
             .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(table.c.id, table.c.provider, table.c.event_id)
+            .returning(table.c.id, *(table.c[name] for name in projection.FACTS), table.c.event_id)
+            .cte("inserted")
         )
-        upsert_payments = projection.upsert_statement("postgresql", rows=json_rows(payment_columns))
-        self.insert_events = str(insert_events.compile(dialect=dialect))
-        self.upsert_payments = str(upsert_payments.compile(dialect=dialect))
+        folded = projection.upsert_statement("postgresql", rows=projection.fold_select(inserted))
+        statement = select(inserted.c.id, inserted.c.provider, inserted.c.event_id).add_cte(
+            folded.cte("folded")
+        )
+        self.write_batch = str(statement.compile(dialect=dialect))
 
 
 def json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
@@ -168,7 +165,7 @@ def json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
     )
 
 
-def json_parameter(rows: Sequence[NormalizedEvent] | Sequence[dict[str, Any]]) -> dict[str, str]:
+def json_parameter(rows: Sequence[NormalizedEvent]) -> dict[str, str]:
     """`rows` as the JSON array `json_rows` reads. orjson writes dataclasses as objects and datetimes
     as RFC 3339 with their offset; the server converts them to UTC."""
     return {"rows": orjson.dumps(rows, default=_base64).decode()}
@@ -219,12 +216,12 @@ class SqliteSink:
         batch = Batch.plan(events)
         cursor = self._connection.cursor()
         try:
-            row_ids: list[int | None] = []
+            new: list[tuple[int, NormalizedEvent]] = []
             for event in batch.unique:  # sqlite3's executemany cannot return rows
                 cursor.execute(self._sql.insert_event, self._sql.event_row(event))
-                returned = cursor.fetchone()
-                row_ids.append(returned[0] if returned else None)
-            payments = [self._sql.payment_row(payment) for payment in batch.payments(row_ids)]
+                if returned := cursor.fetchone():
+                    new.append((returned[0], event))
+            payments = [self._sql.payment_row(payment) for payment in projection.fold(new)]
             if payments:
                 cursor.executemany(self._sql.upsert_payment, payments)
         except BaseException:
@@ -233,7 +230,7 @@ class SqliteSink:
         finally:
             cursor.close()
         self._connection.commit()  # only now may a delivery of this batch be acknowledged
-        return batch.outcomes()
+        return batch.outcomes({(event.provider, event.event_id) for _, event in new})
 
     async def reset(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_connection)
@@ -250,9 +247,10 @@ class SqliteSink:
 
 
 class PostgresSink:
-    """psycopg's asynchronous connection, driven by the event loop itself: a batch is two statements
-    (the events, then the payments, each read from one JSON parameter) and the commit, with no thread
-    to hand work to and back."""
+    """psycopg's asynchronous connection, driven by the event loop itself: a batch is one statement
+    (PostgresSql) and one round trip, with no thread to hand work to and back. The connection is in
+    autocommit mode, so the statement is its own transaction: the server answers after the commit, and
+    a commit that fails is an error here, like any other."""
 
     # A value the server cannot take (too long, out of range, a NUL) is a DataError; one orjson
     # cannot write (an integer past 64 bits, a lone surrogate) a JSONEncodeError; a naive time a
@@ -268,7 +266,11 @@ class PostgresSink:
         self, engine: Engine, sql: PostgresSql, *, connect_timeout: int, statement_timeout_ms: int
     ) -> None:
         self._connect = partial(
-            connect_async, engine, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms
+            connect_async,
+            engine,
+            connect_timeout=connect_timeout,
+            statement_timeout_ms=statement_timeout_ms,
+            autocommit=True,
         )
         self._sql = sql
         self._connection: psycopg.AsyncConnection[Any] | None = None
@@ -276,25 +278,12 @@ class PostgresSink:
     async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
         if self._connection is None:
             self._connection = await self._connect()
-        connection = self._connection
         batch = Batch.plan(events)
-        try:
-            require_aware(batch.unique)
-            async with connection.cursor() as cursor:
-                await cursor.execute(self._sql.insert_events, json_parameter(batch.unique))
-                # RETURNING gives the rows inserted, in no promised order: matched by key.
-                inserted = {
-                    (provider, event_id): row_id for row_id, provider, event_id in await cursor.fetchall()
-                }
-                payments = batch.payments([inserted.get((e.provider, e.event_id)) for e in batch.unique])
-                if payments:
-                    await cursor.execute(self._sql.upsert_payments, json_parameter(payments))
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await connection.rollback()
-            raise
-        await connection.commit()  # only now may a delivery of this batch be acknowledged
-        return batch.outcomes()
+        require_aware(batch.unique)
+        async with self._connection.cursor() as cursor:
+            await cursor.execute(self._sql.write_batch, json_parameter(batch.unique))
+            inserted = {(provider, event_id) for _, provider, event_id in await cursor.fetchall()}
+        return batch.outcomes(inserted)  # committed: the statement has ended
 
     async def reset(self) -> None:
         if self._connection is not None:
