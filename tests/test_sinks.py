@@ -10,13 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 import migrate
 from database import make_engine
 from errors import StorageUnavailable
 from events import STATUS_RANK, NormalizedEvent
-from models import Event, Payment
+from models import Event, Payment, UTCDateTime, sqlite_time
 from sinks import Sink, make_sinks
 from store import EventWriter
 from tests.conftest import make_settings
@@ -118,6 +119,15 @@ def test_every_value_reads_back_as_it_was_written(engine: Engine) -> None:
                 assert (payment.amount, payment.event_count) == (event.amount, 1)
 
     check()
+
+
+@given(TIMES)
+@settings(max_examples=300)
+def test_sqlite_time_is_what_the_column_type_stores(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    processor = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    assert sqlite_time(value) == processor(value)
 
 
 def test_a_batch_says_which_events_were_new(engine: Engine) -> None:
