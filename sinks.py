@@ -99,9 +99,9 @@ class SqliteSql:
     the events, then their fold into payments (`projection.fold`, in Python). Values go in the form
     SQLite stores them (times as `sqlite_time`, booleans as 0/1). SQLite's JSON has no binary type and
     this SQLite (3.40) no unhex(), so the raw bodies travel as one BLOB parameter, each row naming its
-    slice. Measured against a statement per row with SQLAlchemy's conversions: fewer hand-offs of the
-    interpreter lock between this thread and the event loop, and 1,000-4,000 more deliveries a second
-    (BENCHMARKS.md)."""
+    slice. Measured against a statement per row with SQLAlchemy's conversions: about a third less of
+    this thread's CPU a delivery, and 900-1,800 more deliveries a second in 4 of 5 paired runs over
+    sockets, though not in a full benchmark run (BENCHMARKS.md)."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)
@@ -153,7 +153,7 @@ class SqliteSql:
 
 
 def sqlite_json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
-    """`SELECT value ->> 'name', ... FROM json_each(:rows) WHERE 1`: the rows of one parameter, a JSON
+    """`SELECT value ->> 'name', ... FROM json_each(:rows) WHERE 1 = 1`: the rows of one parameter, a JSON
     array of objects keyed by column name (SQLite only). JSON columns are read with `->`, as JSON text;
     a binary column `name` is the slice `name_at`, `name_length` of the parameter `bodies`. The WHERE
     is SQLite's: an INSERT ... SELECT with an ON CONFLICT clause needs one."""
@@ -175,19 +175,19 @@ def _key(name: str) -> ColumnElement[Any]:
 
 
 class PostgresSql:
-    """A batch as one statement on PostgreSQL: the events inserted from one JSON parameter (`json_rows`),
-    the new ones folded into payments (`projection.fold_select`, in a second data-modifying CTE), and
-    the new rows' keys returned. Measured against the events and the payments as two statements and a
-    COMMIT: the event loop no longer waits out four round trips per batch, each taking its turn behind
-    the deliveries, and psycopg encodes one text parameter in C instead of an array per column in
-    Python (BENCHMARKS.md)."""
+    """A batch as one statement on PostgreSQL: the events inserted from one JSON parameter
+    (`postgres_json_rows`), the new ones folded into payments (`projection.fold_select`, in a second
+    data-modifying CTE), and the new rows' keys returned. Measured against the events and the payments
+    as two statements and a COMMIT: the event loop no longer waits out four round trips per batch, each
+    taking its turn behind the deliveries, and psycopg encodes one text parameter in C instead of an
+    array per column in Python (BENCHMARKS.md)."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)
         event_columns, _ = _columns()
         inserted = (
             postgresql.insert(table)
-            .from_select([column.name for column in event_columns], json_rows(event_columns))
+            .from_select([column.name for column in event_columns], postgres_json_rows(event_columns))
             .on_conflict_do_nothing(index_elements=["provider", "event_id"])
             .returning(table.c.id, *(table.c[name] for name in projection.FACTS), table.c.event_id)
             .cte("inserted")
@@ -199,7 +199,7 @@ class PostgresSql:
         self.write_batch = str(statement.compile(dialect=dialect))
 
 
-def json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
+def postgres_json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
     """`SELECT ... FROM json_to_recordset(CAST(:rows AS JSON)) AS batch(name type, ...)`: the rows of
     one parameter, a JSON array of objects keyed by column name (PostgreSQL only). The server turns
     each value into its column's type; binary values travel as base64 text and are decoded here."""
@@ -223,8 +223,8 @@ def json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
 
 
 def json_parameter(rows: Sequence[NormalizedEvent]) -> dict[str, str]:
-    """`rows` as the JSON array `json_rows` reads. orjson writes dataclasses as objects and datetimes
-    as RFC 3339 with their offset; the server converts them to UTC."""
+    """`rows` as the JSON array `postgres_json_rows` reads. orjson writes dataclasses as objects and
+    datetimes as RFC 3339 with their offset; the server converts them to UTC."""
     return {"rows": orjson.dumps(rows, default=_base64).decode()}
 
 
