@@ -122,6 +122,18 @@ class SqliteSql:
         bodies: list[bytes] = []
         at = 1  # SQLite's substr() counts from 1
         for event in events:
+            texts = (
+                event.provider,
+                event.event_id,
+                event.event_type,
+                event.payment_id,
+                event.status,
+                event.provider_status,
+                event.currency,
+            )
+            if any(value and "\x00" in value for value in texts):
+                # SQLite's JSON functions would cut the text off at the NUL: refused, as PostgreSQL does.
+                raise ValueError("NUL in an event's text")
             rows.append(
                 {
                     "provider": event.provider,
@@ -253,8 +265,9 @@ class SqliteSink:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
         self._connection: PoolProxiedConnection | None = None
         dbapi = engine.dialect.loaded_dbapi
-        # As on PostgreSQL: orjson refuses an integer past 64 bits or a lone surrogate, sqlite_time a
-        # naive time. Like the driver's own two, each blames one row.
+        # As on PostgreSQL: orjson refuses an integer past 64 bits or a lone surrogate; sqlite_time a
+        # naive time, and event_parameters a NUL, with a ValueError. Like the driver's own two, each
+        # blames one row.
         self.row_errors: tuple[type[Exception], ...] = (
             dbapi.IntegrityError,
             dbapi.DataError,

@@ -5,6 +5,7 @@ import asyncio
 import itertools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +26,7 @@ from tests.conftest import make_settings
 _ids = itertools.count(1)
 # What an adapter can hand over: text without NUL (PostgreSQL refuses it, and the adapters check) or
 # lone surrogates (not UTF-8), any bytes for the body, times with any offset.
-TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+TEXT = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 ZONES = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))])
 TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=ZONES)
 
@@ -139,11 +140,11 @@ def test_a_batch_says_which_events_were_new(engine: Engine) -> None:
 
 
 # What a batch can hold that the database refuses, and what each database refuses: SQLite stores
-# text of any length, NUL included.
-FLAWS = {
+# text of any length. NUL is refused on both: SQLite's JSON functions would cut the text off at it.
+FLAWS: dict[str, tuple[dict[str, Any], set[str]]] = {
     "naive_time": ({"occurred_at": datetime(2025, 7, 7, 10, 59, 25)}, {"sqlite", "postgresql"}),
     "id_too_long": ({"event_id": "e" * 256}, {"postgresql"}),
-    "nul_in_text": ({"event_type": "payment.\x00captured"}, {"postgresql"}),
+    "nul_in_text": ({"event_type": "payment.\x00captured"}, {"sqlite", "postgresql"}),
     "amount_past_int64": ({"amount": 2**64}, {"sqlite", "postgresql"}),
 }
 
@@ -154,9 +155,16 @@ def test_a_row_the_database_refuses_fails_alone(engine: Engine, flaw: str) -> No
     if engine.dialect.name not in refused_by:
         pytest.skip(f"{engine.dialect.name} stores {flaw}")
     before, bad, after = an_event(), an_event(**changes), an_event()
-    [sink] = sinks_for(engine)
-    with pytest.raises(sink.row_errors):
-        asyncio.run(sink.write([before, bad, after]))
+
+    async def write_batch() -> None:
+        [sink] = sinks_for(engine)
+        try:
+            with pytest.raises(sink.row_errors):
+                await sink.write([before, bad, after])
+        finally:
+            await sink.close()
+
+    asyncio.run(write_batch())
 
     async def deliver() -> list[bool | BaseException]:
         writer = EventWriter(sinks_for(engine), batch_max=16, queue_max=100, timeout=10)
