@@ -1,16 +1,17 @@
 """Statements compiled once and run on the driver's own cursor, with SQLAlchemy's type conversions.
 
-The hot statements (a batch's inserts, a payment's history) are fixed Core statements. Measured, running
-them through `Connection.execute` cost several times the query itself: the cache key, the execution
-context, the result object. Compiling once keeps the SQL SQLAlchemy's, and the per-column bind and
-result processors keep the conversions SQLAlchemy's (a time stored from here reads back the same
-through the ORM); only the per-execution layers are skipped.
+The hot statements (a payment's history here; a batch's writes in sinks.py) are fixed Core statements.
+Measured, running them through `Connection.execute` cost several times the query itself: the cache
+key, the execution context, the result object. Compiling once keeps the SQL SQLAlchemy's, and the
+per-column bind and result processors keep the conversions SQLAlchemy's (a time stored from here reads
+back the same through the ORM); only the per-execution layers are skipped. The batch writers send
+their values as one JSON parameter instead, already in the form each database stores (sinks.py).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Column, Dialect, Select
+from sqlalchemy import Dialect, Select
 from sqlalchemy.dialects import sqlite
 
 Binds = list[tuple[str, Callable[[Any], Any] | None]]  # parameter name, SQLAlchemy's conversion for it
@@ -20,10 +21,6 @@ def compile_for(dialect: Dialect) -> Dialect:
     # sqlite3 takes :named parameters as well as its default ?, and named parameters let one dict per
     # execution serve both dialects (psycopg takes %(name)s).
     return sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
-
-
-def column_binds(columns: Sequence[Column[Any]], dialect: Dialect) -> Binds:
-    return [(column.name, column.type.dialect_impl(dialect).bind_processor(dialect)) for column in columns]
 
 
 def parameters(values: Mapping[str, Any], binds: Binds) -> dict[str, Any]:

@@ -13,11 +13,11 @@ insert itself.
 import asyncio
 import base64
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 import psycopg
@@ -88,10 +88,19 @@ class Batch:
         return [self.first_index[key] == index and key in inserted for index, key in enumerate(keys)]
 
 
-def _columns() -> tuple[list[Column[Any]], list[Column[Any]]]:
-    """The events table's columns but its generated id, and the payments table's columns."""
-    events = [column for column in cast(Table, Event.__table__).c if column.name != "id"]
-    return events, list(cast(Table, Payment.__table__).c)
+AnyInsert = TypeVar("AnyInsert", postgresql.Insert, sqlite.Insert)
+
+
+def new_events(
+    insert: AnyInsert, rows_of: Callable[[Sequence[Column[Any]]], Select[*tuple[Any, ...]]]
+) -> AnyInsert:
+    """`INSERT INTO webhook_events (...) SELECT ... ON CONFLICT (provider, event_id) DO NOTHING`, the
+    rows from `rows_of(columns)`: every column but the generated id. The unique constraint decides
+    which are new; the caller says what to return."""
+    columns = [column for column in cast(Table, Event.__table__).c if column.name != "id"]
+    return insert.from_select([column.name for column in columns], rows_of(columns)).on_conflict_do_nothing(
+        index_elements=["provider", "event_id"]
+    )
 
 
 class SqliteSql:
@@ -105,14 +114,12 @@ class SqliteSql:
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)
-        event_columns, payment_columns = _columns()
-        insert_events = (
-            sqlite.insert(table)
-            .from_select([column.name for column in event_columns], sqlite_json_rows(event_columns))
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(table.c.id, table.c.provider, table.c.event_id)
+        insert_events = new_events(sqlite.insert(table), sqlite_json_rows).returning(
+            table.c.id, table.c.provider, table.c.event_id
         )
-        upsert_payments = projection.upsert_statement("sqlite", rows=sqlite_json_rows(payment_columns))
+        upsert_payments = projection.upsert_statement(
+            "sqlite", rows=sqlite_json_rows(list(cast(Table, Payment.__table__).c))
+        )
         self.insert_events = str(insert_events.compile(dialect=compile_for(dialect)))
         self.upsert_payments = str(upsert_payments.compile(dialect=compile_for(dialect)))
 
@@ -196,11 +203,8 @@ class PostgresSql:
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)
-        event_columns, _ = _columns()
         inserted = (
-            postgresql.insert(table)
-            .from_select([column.name for column in event_columns], postgres_json_rows(event_columns))
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            new_events(postgresql.insert(table), postgres_json_rows)
             .returning(table.c.id, *(table.c[name] for name in projection.FACTS), table.c.event_id)
             .cte("inserted")
         )
