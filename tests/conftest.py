@@ -17,10 +17,11 @@ import psycopg
 import pytest
 import requests
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
+import migrate
 from config import Settings
-from database import normalise_url
+from database import make_engine, normalise_url
 from main import create_app
 from models import Base
 
@@ -72,6 +73,15 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"database_url": database_url, "razorpay_webhook_secret": ["test_secret"]}
     values.update(overrides)
     return Settings(**values)
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """The app's engine (database.make_engine) on this test's database, migrated to head."""
+    migrate.upgrade_to_head(database_url)
+    engine = make_engine(make_settings(database_url))
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

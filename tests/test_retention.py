@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
-import migrate
 import projection
 import retention
 from database import make_engine
@@ -26,14 +25,6 @@ from tests.factories import razorpay_delivery, razorpay_event
 NOW = datetime(2025, 7, 8, 12, 0, tzinfo=UTC)
 NINETY_DAYS = timedelta(days=90)
 FIELDS = tuple(field.name for field in fields(NormalizedEvent))
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    migrate.upgrade_to_head(database_url)
-    engine = make_engine(make_settings(database_url))
-    yield engine
-    engine.dispose()
 
 
 def event(
@@ -96,58 +87,58 @@ def seed(engine: Engine, *, old: int, new: int) -> tuple[set[str], set[str]]:
 
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
 def test_purge_deletes_only_older_events_in_batches_and_keeps_payments(
-    engine: Engine, batch_size: int
+    migrated_engine: Engine, batch_size: int
 ) -> None:
-    old, new = seed(engine, old=25, new=5)
-    payments_before = payments(engine)
+    old, new = seed(migrated_engine, old=25, new=5)
+    payments_before = payments(migrated_engine)
     committed: list[int] = []
 
     result = retention.purge(
-        engine, older_than=NINETY_DAYS, batch_size=batch_size, now=NOW, on_batch=committed.append
+        migrated_engine, older_than=NINETY_DAYS, batch_size=batch_size, now=NOW, on_batch=committed.append
     )
 
-    assert set(events_by_id(engine)) == new
+    assert set(events_by_id(migrated_engine)) == new
     assert result.events == len(old)
     assert result.batches == -(-len(old) // batch_size)
     assert committed == [min(len(old), batch_size * n) for n in range(1, result.batches + 1)]
-    assert payments(engine) == payments_before
+    assert payments(migrated_engine) == payments_before
 
 
 def test_redact_keeps_rows_and_their_deduplication(
-    engine: Engine, client_factory: Callable[..., TestClient]
+    migrated_engine: Engine, client_factory: Callable[..., TestClient]
 ) -> None:
-    old, new = seed(engine, old=12, new=3)
+    old, new = seed(migrated_engine, old=12, new=3)
 
-    result = retention.purge(engine, older_than=NINETY_DAYS, redact=True, batch_size=5, now=NOW)
+    result = retention.purge(migrated_engine, older_than=NINETY_DAYS, redact=True, batch_size=5, now=NOW)
 
-    rows = events_by_id(engine)
+    rows = events_by_id(migrated_engine)
     assert result.events == len(old)
     assert set(rows) == old | new
     assert all(rows[name].raw_body == b"" and rows[name].redacted_at == NOW for name in old)
     assert all(rows[name].raw_body.startswith(b'{"id"') and rows[name].redacted_at is None for name in new)
-    assert retention.purge(engine, older_than=NINETY_DAYS, redact=True, now=NOW).events == 0
+    assert retention.purge(migrated_engine, older_than=NINETY_DAYS, redact=True, now=NOW).events == 0
     # A provider re-sending a redacted event still gets "duplicate".
     body, headers = razorpay_delivery(razorpay_event(event_id="evt_old_0"))
     response = client_factory().post("/webhooks/razorpay", content=body, headers=headers)
     assert response.json() == {"status": "duplicate", "event_id": "evt_old_0"}
 
 
-def test_rebuild_after_purge_reflects_only_what_remains(engine: Engine) -> None:
+def test_rebuild_after_purge_reflects_only_what_remains(migrated_engine: Engine) -> None:
     store(
-        engine,
+        migrated_engine,
         [
             event("evt_auth", days_ago=120, payment_id="pay_mixed"),
             event("evt_capture", days_ago=2, payment_id="pay_mixed", status="captured"),
         ],
     )
 
-    retention.purge(engine, older_than=NINETY_DAYS, now=NOW)
-    after_purge = state(engine)
-    with engine.begin() as connection:
+    retention.purge(migrated_engine, older_than=NINETY_DAYS, now=NOW)
+    after_purge = state(migrated_engine)
+    with migrated_engine.begin() as connection:
         projection.rebuild(connection)
 
     assert after_purge == ("captured", 2)  # the fold of both events, as before the purge
-    assert state(engine) == ("captured", 1)  # the fold of the one event that remains
+    assert state(migrated_engine) == ("captured", 1)  # the fold of the one event that remains
 
 
 def test_deliveries_keep_arriving_and_succeed_while_a_purge_runs(
@@ -200,10 +191,10 @@ def test_deliveries_keep_arriving_and_succeed_while_a_purge_runs(
 
 
 @pytest.mark.parametrize(("flags", "verb"), [([], "deleted"), (["--redact"], "redacted")])
-def test_purge_command(engine: Engine, database_url: str, flags: list[str], verb: str) -> None:
+def test_purge_command(migrated_engine: Engine, database_url: str, flags: list[str], verb: str) -> None:
     now = datetime.now(UTC)
     store(
-        engine,
+        migrated_engine,
         [event(f"evt_cli_{i}", days_ago=100, now=now) for i in range(3)]
         + [event("evt_cli_new", days_ago=1, now=now)],
     )
@@ -221,7 +212,7 @@ def test_purge_command(engine: Engine, database_url: str, flags: list[str], verb
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{verb} 3 events received before ")
     assert "(2 batches)" in result.stdout
-    rows = events_by_id(engine)
+    rows = events_by_id(migrated_engine)
     assert ("evt_cli_0" in rows) is (verb == "redacted")
     assert rows["evt_cli_new"].raw_body != b""
 

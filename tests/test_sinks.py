@@ -3,7 +3,7 @@ database refuses fails alone, and its neighbours in the same batch are stored.""
 
 import asyncio
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -14,14 +14,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-import migrate
-from database import make_engine
 from errors import StorageUnavailable
 from events import STATUS_RANK, NormalizedEvent
 from models import Event, Payment, UTCDateTime, sqlite_time
 from sinks import Sink, make_sinks
 from store import EventWriter
-from tests.conftest import make_settings
 
 _ids = itertools.count(1)
 # What an adapter can hand over: text without NUL (PostgreSQL refuses it, and the adapters check) or
@@ -29,14 +26,6 @@ _ids = itertools.count(1)
 TEXT = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 ZONES = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))])
 TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=ZONES)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    migrate.upgrade_to_head(database_url)
-    engine = make_engine(make_settings(database_url))
-    yield engine
-    engine.dispose()
 
 
 def sinks_for(engine: Engine) -> list[Sink]:
@@ -93,12 +82,12 @@ events_as_adapters_give_them = st.builds(
 )
 
 
-def test_every_value_reads_back_as_it_was_written(engine: Engine) -> None:
+def test_every_value_reads_back_as_it_was_written(migrated_engine: Engine) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(events_as_adapters_give_them, min_size=1, max_size=5))
     def check(events: list[NormalizedEvent]) -> None:
-        assert write(engine, events) == [True] * len(events)
-        with Session(engine) as session:
+        assert write(migrated_engine, events) == [True] * len(events)
+        with Session(migrated_engine) as session:
             for event in events:
                 row = session.scalars(
                     select(Event).where(Event.provider == event.provider, Event.event_id == event.event_id)
@@ -131,12 +120,12 @@ def test_sqlite_time_is_what_the_column_type_stores(value: datetime) -> None:
     assert sqlite_time(value) == processor(value)
 
 
-def test_a_batch_says_which_events_were_new(engine: Engine) -> None:
+def test_a_batch_says_which_events_were_new(migrated_engine: Engine) -> None:
     stored = an_event()
-    assert write(engine, [stored]) == [True]
+    assert write(migrated_engine, [stored]) == [True]
     fresh = an_event()
     # A retry of a stored event, a new one, and the new one again within the same batch.
-    assert write(engine, [stored, fresh, fresh]) == [False, True, False]
+    assert write(migrated_engine, [stored, fresh, fresh]) == [False, True, False]
 
 
 # What a batch can hold that the database refuses, and what each database refuses: SQLite stores
@@ -150,14 +139,14 @@ FLAWS: dict[str, tuple[dict[str, Any], set[str]]] = {
 
 
 @pytest.mark.parametrize("flaw", FLAWS)
-def test_a_row_the_database_refuses_fails_alone(engine: Engine, flaw: str) -> None:
+def test_a_row_the_database_refuses_fails_alone(migrated_engine: Engine, flaw: str) -> None:
     changes, refused_by = FLAWS[flaw]
-    if engine.dialect.name not in refused_by:
-        pytest.skip(f"{engine.dialect.name} stores {flaw}")
+    if migrated_engine.dialect.name not in refused_by:
+        pytest.skip(f"{migrated_engine.dialect.name} stores {flaw}")
     before, bad, after = an_event(), an_event(**changes), an_event()
 
     async def write_batch() -> None:
-        [sink] = sinks_for(engine)
+        [sink] = sinks_for(migrated_engine)
         try:
             with pytest.raises(sink.row_errors):
                 await sink.write([before, bad, after])
@@ -167,7 +156,7 @@ def test_a_row_the_database_refuses_fails_alone(engine: Engine, flaw: str) -> No
     asyncio.run(write_batch())
 
     async def deliver() -> list[bool | BaseException]:
-        writer = EventWriter(sinks_for(engine), batch_max=16, queue_max=100, timeout=10)
+        writer = EventWriter(sinks_for(migrated_engine), batch_max=16, queue_max=100, timeout=10)
         writer.start()
         try:
             # Queued before the writer runs, so the three go in one batch.
@@ -180,6 +169,6 @@ def test_a_row_the_database_refuses_fails_alone(engine: Engine, flaw: str) -> No
     outcomes = asyncio.run(deliver())
     assert outcomes[0] is True and outcomes[2] is True
     assert isinstance(outcomes[1], StorageUnavailable)
-    with Session(engine) as session:
+    with Session(migrated_engine) as session:
         stored = set(session.scalars(select(Event.event_id)))
     assert stored == {before.event_id, after.event_id}
