@@ -24,8 +24,7 @@ from errors import ApiError, StorageUnavailable, error_response, internal_error,
 from providers import build_registry
 from schemas import NOT_READY, HealthOut
 from security import SignatureError
-from sinks import make_sinks
-from store import EventWriter
+from store import EventWriter, make_sinks
 from webhooks import WebhookFastPath
 
 logger = logging.getLogger("webhooks")
@@ -43,14 +42,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Asynchronous connections (the writer's, the history's) get the store timeout as their statement
     # timeout, as the engine's own connections do (database.make_engine).
     statement_timeout_ms = int(settings.store_timeout_seconds * 1000)
-    sinks = make_sinks(
-        engine,
-        concurrency=settings.write_concurrency,
-        connect_timeout=settings.db_connect_timeout_seconds,
-        statement_timeout_ms=statement_timeout_ms,
-    )
     writer = EventWriter(
-        sinks,
+        make_sinks(engine, settings),
         batch_max=settings.write_batch_max,
         queue_max=settings.write_queue_max,
         timeout=settings.store_timeout_seconds,

@@ -10,11 +10,9 @@ measured, SQLAlchemy's per-execute layers (cache keys, result objects) cost more
 insert itself.
 """
 
-import asyncio
 import base64
 import contextlib
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
@@ -259,14 +257,13 @@ def require_aware(events: Sequence[NormalizedEvent]) -> None:
             raise ValueError("naive datetime in an event")
 
 
-class SqliteSink:
-    """sqlite3 has no asynchronous driver, and a commit waits for fsync: batches run on one dedicated
-    thread (SQLite takes one writer at a time anyway), and the event loop awaits them."""
+class SqliteBatches:
+    """Writes batches to SQLite, one at a time, synchronously: run by the writer process
+    (sqlite_writer.py), since sqlite3 has no asynchronous driver and a commit waits for fsync."""
 
-    def __init__(self, engine: Engine, sql: SqliteSql) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._sql = sql
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
+        self._sql = SqliteSql(engine.dialect)
         self._connection: PoolProxiedConnection | None = None
         dbapi = engine.dialect.loaded_dbapi
         # As on PostgreSQL: orjson refuses an integer past 64 bits or a lone surrogate; sqlite_time a
@@ -279,10 +276,7 @@ class SqliteSink:
             ValueError,
         )
 
-    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, events)
-
-    def _write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+    def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
         # One long-lived connection: the writer is its only user, and a pool checkout per batch would
         # cost a pre-ping each time. It is replaced after any error.
         if self._connection is None:
@@ -303,18 +297,12 @@ class SqliteSink:
         self._connection.commit()  # only now may a delivery of this batch be acknowledged
         return batch.outcomes(inserted)
 
-    async def reset(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_connection)
-
-    def _drop_connection(self) -> None:
+    def reset(self) -> None:
+        """Drop the connection after an error; the next write opens a new one."""
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 self._connection.invalidate()
             self._connection = None
-
-    async def close(self) -> None:
-        await self.reset()
-        self._executor.shutdown(wait=True)
 
 
 class PostgresSink:
@@ -364,17 +352,3 @@ class PostgresSink:
 
     async def close(self) -> None:
         await self.reset()
-
-
-def make_sinks(
-    engine: Engine, *, concurrency: int, connect_timeout: int, statement_timeout_ms: int
-) -> list[Sink]:
-    """PostgreSQL: `concurrency` connections, each with a batch in flight. SQLite: one, since SQLite
-    takes one writer at a time. The batch statements are compiled once and shared."""
-    if engine.dialect.name != "postgresql":
-        return [SqliteSink(engine, SqliteSql(engine.dialect))]
-    sql = PostgresSql(engine.dialect)
-    return [
-        PostgresSink(engine, sql, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms)
-        for _ in range(concurrency)
-    ]

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 from errors import StorageUnavailable
 from events import STATUS_RANK, NormalizedEvent
 from models import Event, Payment, UTCDateTime, sqlite_time
-from sinks import Sink, make_sinks
-from store import EventWriter
+from sinks import Sink
+from store import EventWriter, make_sinks
+from tests.conftest import make_settings
 
 _ids = itertools.count(1)
 # What an adapter can hand over: text without NUL (PostgreSQL refuses it, and the adapters check) or
@@ -29,7 +30,8 @@ TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1,
 
 
 def sinks_for(engine: Engine) -> list[Sink]:
-    return make_sinks(engine, concurrency=1, connect_timeout=5, statement_timeout_ms=5_000)
+    url = engine.url.render_as_string(hide_password=False)
+    return make_sinks(engine, make_settings(url, write_concurrency=1))
 
 
 def write(engine: Engine, events: Sequence[NormalizedEvent]) -> list[bool]:
