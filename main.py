@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue_max=settings.write_queue_max,
         timeout=settings.store_timeout_seconds,
     )
-    writer.start()
+    await writer.start()
     body_deadlines = webhooks.body_deadlines(settings.body_read_timeout_seconds)
     body_deadlines.start()
     app.state.settings = settings

@@ -51,6 +51,9 @@ class Sink(Protocol):
     # Errors that blame one row rather than the database: the writer retries such a batch row by row.
     row_errors: tuple[type[Exception], ...]
 
+    async def open(self) -> None:
+        """Get ready to write, before the first delivery waits on it."""
+
     async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
         """Store `events` and commit; per event, whether it was new. Raises the driver's errors."""
 
@@ -333,6 +336,9 @@ class PostgresSink:
         )
         self._sql = sql
         self._connection: psycopg.AsyncConnection[Any] | None = None
+
+    async def open(self) -> None:
+        pass  # connected on first write: a database that is down at start-up is then a 503, not a crash
 
     async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
         if self._connection is None:

@@ -49,8 +49,8 @@ class WriterFailed(RelayedError):
 
 
 class SqliteProcessSink:
-    """The Sink for SQLite: batches go to the writer process, one at a time, started on first use and
-    again after it is lost."""
+    """The Sink for SQLite: batches go to the writer process, one at a time. It is started when the sink
+    opens, and again by the next write after it is lost."""
 
     row_errors: tuple[type[Exception], ...] = (RowRefused,)
 
@@ -62,10 +62,19 @@ class SqliteProcessSink:
         # was cancelled) leaves a reply unread, so the process is replaced rather than reused.
         self._in_step = False
 
-    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id, while there is one."""
+        return None if self._process is None else self._process.pid
+
+    async def open(self) -> None:
+        # Started with the app: the first deliveries need not wait for it.
         if not self._in_step:
             await self._stop()
             await self._start()
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        await self.open()
         assert self._streams is not None
         reader, writer = self._streams
         self._in_step = False

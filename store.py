@@ -48,7 +48,10 @@ class EventWriter:
         self._deadlines = Deadlines(timeout, _time_out)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Open the sinks (SQLite's starts its writer process), then take deliveries."""
+        for sink in self._sinks:
+            await sink.open()
         self._tasks = [
             asyncio.create_task(self._run(sink), name=f"event-writer-{index}")
             for index, sink in enumerate(self._sinks)

@@ -159,7 +159,7 @@ def test_a_row_the_database_refuses_fails_alone(migrated_engine: Engine, flaw: s
 
     async def deliver() -> list[bool | BaseException]:
         writer = EventWriter(sinks_for(migrated_engine), batch_max=16, queue_max=100, timeout=10)
-        writer.start()
+        await writer.start()
         try:
             # Queued before the writer runs, so the three go in one batch.
             return await asyncio.gather(
