@@ -172,12 +172,14 @@ def versus_baseline(results: Sequence[Result], scenario: str, baseline_label: st
 def _memory_row(sample: dict[str, Any]) -> list[str]:
     rate = f"{sample['rps']:,}" if "rps" in sample else "-"
     p99 = f"{sample['p99_ms']:.1f}" if "p99_ms" in sample else "-"
-    return [f"{sample['events_sent']:,}", f"{sample['rss_mib']:.1f}", f"{sample['seconds']:.0f}", rate, p99]
+    pss = f"{sample['pss_mib']:.1f}" if "pss_mib" in sample else "-"
+    sent, rss, seconds = f"{sample['events_sent']:,}", f"{sample['rss_mib']:.1f}", f"{sample['seconds']:.0f}"
+    return [sent, rss, pss, seconds, rate, p99]
 
 
 def memory_table(memory: dict[str, Any]) -> str:
-    """RSS of ours (all its processes) after each chunk of the long ingest."""
-    header = ["events sent", "RSS MiB", "seconds", "req/s (chunk)", "p99 ms (chunk)"]
+    """Memory of ours (all its processes summed) after each chunk of the long ingest."""
+    header = ["events sent", "RSS MiB", "PSS MiB", "seconds", "req/s (chunk)", "p99 ms (chunk)"]
     table = markdown(header, [_memory_row(sample) for sample in memory["samples"]])
     ending = "complete" if memory.get("complete") else f"stopped by the {memory['time_cap_s']:.0f}s cap"
     summary = (

@@ -103,8 +103,13 @@ class Server:
         raise ServerFailed(f"{self.spec.name} not ready after {deadline_s:.0f}s:\n{self.log_tail()}")
 
     def rss_kib(self) -> dict[int, int]:
-        """VmRSS of the uvicorn process and every process below it (the workers), by pid."""
+        """VmRSS of the uvicorn process and every process below it (workers, SQLite's writer), by pid."""
         return {pid: _vm_rss_kib(pid) for pid in [self.process.pid, *_descendants(self.process.pid)]}
+
+    def pss_kib(self) -> dict[int, int]:
+        """Pss, by pid, of the same processes: each page shared between them (a forked process shares
+        its parent's until either writes) counts once in the sum, where VmRSS counts it in each."""
+        return {pid: _pss_kib(pid) for pid in [self.process.pid, *_descendants(self.process.pid)]}
 
     def stop(self) -> StopOutcome:
         if self.stop_outcome is not None:
@@ -160,6 +165,16 @@ def _vm_rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     except OSError:
         pass

@@ -32,7 +32,7 @@ def rss_after_ingest(
                 OURS, workers=1, env=measure.server_env(database), log_path=workdir / f"memory-{kind}.log"
             ) as server:
                 server.wait_ready()
-                outcome["samples"].append({"events_sent": 0, "rss_mib": _mib(server), "seconds": 0.0})
+                outcome["samples"].append({"events_sent": 0, **_memory(server), "seconds": 0.0})
                 chunk_number = 0
                 while sent < events and (remaining := time_cap_s - (monotonic() - began)) > 5:
                     burst = load.ingest(
@@ -49,7 +49,7 @@ def rss_after_ingest(
                     non2xx += burst.result.non2xx
                     sample = {
                         "events_sent": sent,
-                        "rss_mib": _mib(server),
+                        **_memory(server),
                         "seconds": round(monotonic() - began, 1),
                         "rps": round(burst.result.rps),
                         "p99_ms": burst.result.p99_ms,
@@ -57,6 +57,7 @@ def rss_after_ingest(
                     outcome["samples"].append(sample)
                     say(
                         f"  memory: {sent:,} events sent, RSS {sample['rss_mib']:.0f} MiB, "
+                        f"PSS {sample['pss_mib']:.0f} MiB, "
                         f"{burst.result.rps:,.0f} req/s"
                     )
             outcome["stopped_on_sigterm"] = server.stop().on_sigterm
@@ -66,9 +67,14 @@ def rss_after_ingest(
     outcome.update(
         events_sent=sent, non2xx=non2xx, complete=sent >= events, seconds=round(monotonic() - began)
     )
-    outcome["rss_mib_after"] = outcome["samples"][-1]["rss_mib"] if outcome["samples"] else None
+    last = outcome["samples"][-1] if outcome["samples"] else {}
+    outcome["rss_mib_after"], outcome["pss_mib_after"] = last.get("rss_mib"), last.get("pss_mib")
     return outcome
 
 
-def _mib(server: Server) -> float:
-    return round(sum(server.rss_kib().values()) / 1024, 1)
+def _memory(server: Server) -> dict[str, float]:
+    """The server's processes summed: VmRSS, and Pss, which counts their shared pages once."""
+    return {
+        "rss_mib": round(sum(server.rss_kib().values()) / 1024, 1),
+        "pss_mib": round(sum(server.pss_kib().values()) / 1024, 1),
+    }

@@ -21,7 +21,6 @@ if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-
 def database_url() -> str:
     url: str | None = config.attributes.get("database_url")
     return url or get_settings().database_url
