@@ -29,15 +29,23 @@ def normalise_url(raw: str) -> URL:
     return url
 
 
-def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+def sqlite_pragmas(synchronous: str) -> tuple[str, ...]:
+    """Run on every SQLite connection: the engine's, and the writer process's (sqlite_writer.py)."""
+    # WAL lets readers run beside the writer. synchronous=FULL (the default) makes every commit survive
+    # power loss, which group commit (one commit per batch) keeps affordable; NORMAL survives a crashed
+    # process but not a crashed machine. busy_timeout waits out other writers.
+    return ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={synchronous}", "PRAGMA busy_timeout=5000")
+
+
+def sqlite_connect_args(settings: Settings) -> dict[str, Any]:
+    return {"check_same_thread": False, "timeout": settings.store_timeout_seconds}
+
+
+def _run_on_connect(statements: tuple[str, ...]) -> Callable[[Any, Any], None]:
     def apply(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside the writer. synchronous=FULL (the default) makes every commit
-        # survive power loss, which group commit (one commit per batch) keeps affordable; NORMAL
-        # survives a crashed process but not a crashed machine. busy_timeout waits out other writers.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        for statement in statements:
+            cursor.execute(statement)
         cursor.close()
 
     return apply
@@ -48,11 +56,11 @@ def make_engine(settings: Settings) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": settings.store_timeout_seconds},
+            connect_args=sqlite_connect_args(settings),
             pool_size=settings.db_pool_size,
             pool_timeout=settings.store_timeout_seconds,
         )
-        event.listen(engine, "connect", _sqlite_pragmas(settings.sqlite_synchronous))
+        event.listen(engine, "connect", _run_on_connect(sqlite_pragmas(settings.sqlite_synchronous)))
         return engine
     return create_engine(
         url,

@@ -24,7 +24,8 @@ from errors import ApiError, StorageUnavailable, error_response, internal_error,
 from providers import build_registry
 from schemas import NOT_READY, HealthOut
 from security import SignatureError
-from store import EventWriter, make_sinks
+from sinks import make_sinks
+from store import EventWriter
 from webhooks import WebhookFastPath
 
 logger = logging.getLogger("webhooks")

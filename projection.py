@@ -3,14 +3,13 @@
 The fold is a maximum (the status comes from the event with the greatest (rank, occurred_at, row id)),
 a sum (event_count) and a min/max (first_seen_at, last_event_at). All three are order-independent, so
 deliveries in any order, in any batches, and a rebuild from the events table all give the same rows.
-It exists twice: `fold` in Python (SQLite's writer, rebuilds) and `fold_select` in SQL (PostgreSQL's
+It exists twice: `fold` in Python (fold.py: SQLite's writer, rebuilds) and `fold_select` in SQL (PostgreSQL's
 writer folds a batch in the statement that inserts it). tests/test_projection_fold.py holds them equal.
 """
 
 from collections.abc import Iterable
-from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -32,85 +31,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from events import NO_STATUS_RANK, STATUS_RANK
+from fold import FACTS, EventFacts, fold
 from models import Event, Payment
 
+__all__ = ["FACTS", "EventFacts", "apply", "fold", "fold_select", "rebuild", "upsert_statement"]
+
 REBUILD_CHUNK = 5_000
-# What the fold reads of an event, besides its row id (EventFacts).
-FACTS = (
-    "provider",
-    "payment_id",
-    "status",
-    "provider_status",
-    "amount",
-    "currency",
-    "occurred_at",
-    "received_at",
-)
-
-
-class EventFacts(Protocol):
-    """What the fold reads from an event: a NormalizedEvent and a row of the events table both fit."""
-
-    @property
-    def provider(self) -> str: ...
-    @property
-    def payment_id(self) -> str | None: ...
-    @property
-    def status(self) -> str | None: ...
-    @property
-    def provider_status(self) -> str | None: ...
-    @property
-    def amount(self) -> int | None: ...
-    @property
-    def currency(self) -> str | None: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-    @property
-    def received_at(self) -> datetime: ...
-
-
-def _rank(status: str | None) -> int:
-    # A status outside the vocabulary (say, stored before a rename) ranks as "no status" instead of
-    # stopping the fold: it never moves a payment's state, and a rebuild never fails on old rows.
-    return NO_STATUS_RANK if status is None else STATUS_RANK.get(status, NO_STATUS_RANK)
-
-
-def fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
-    """One projection row per payment in `stored` ((row id, event) pairs of newly stored events)."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for row_id, event in stored:
-        if event.payment_id is None:
-            continue
-        key = (event.provider, event.payment_id)
-        order = (_rank(event.status), event.occurred_at, row_id)
-        row = rows.setdefault(
-            key,
-            {
-                "provider": event.provider,
-                "payment_id": event.payment_id,
-                "first_seen_at": event.received_at,
-                "last_event_at": event.occurred_at,
-                "event_count": 0,
-            },
-        )
-        row["event_count"] += 1
-        row["first_seen_at"] = min(row["first_seen_at"], event.received_at)
-        row["last_event_at"] = max(row["last_event_at"], event.occurred_at)
-        current = (row.get("status_rank"), row.get("status_occurred_at"), row.get("status_event_id"))
-        if "status_rank" in row and order <= current:
-            continue
-        row.update(
-            status=event.status if order[0] != NO_STATUS_RANK else None,
-            provider_status=event.provider_status,
-            amount=event.amount,
-            currency=event.currency,
-            status_rank=order[0],
-            status_occurred_at=order[1],
-            status_event_id=order[2],
-        )
-    # Sorted keys: two processes upserting overlapping payments lock rows in the same order, so they
-    # wait for each other instead of deadlocking.
-    return [rows[key] for key in sorted(rows)]
 
 
 def fold_select(new: NamedFromClause) -> Select[*tuple[Any, ...]]:

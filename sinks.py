@@ -3,19 +3,24 @@
 A batch is one transaction: `INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING` for its
 events (the database decides what is new), then their fold into the payments projection, then the
 commit. Rows travel as one JSON parameter, which orjson writes in C, and each database reads it with
-its own JSON functions. On SQLite, on one thread, that is two statements (events, then payments folded
-in Python) and the commit; on PostgreSQL one statement, folded in SQL and committed as it ends.
+its own JSON functions. On SQLite, in a writer process of its own (sqlite_writer.py), that is two
+statements (events, then payments folded in Python) and the commit; on PostgreSQL one statement, folded
+in SQL and committed as it ends.
 The statements are compiled once from their Core definitions and run on the driver's own cursor:
 measured, SQLAlchemy's per-execute layers (cache keys, result objects) cost more per event than the
 insert itself.
 """
 
+import asyncio
 import base64
 import contextlib
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+import os
+import pickle
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from functools import partial
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import orjson
 import psycopg
@@ -26,7 +31,6 @@ from sqlalchemy import (
     Dialect,
     Engine,
     LargeBinary,
-    PoolProxiedConnection,
     Select,
     Table,
     Text,
@@ -41,10 +45,14 @@ from sqlalchemy import cast as type_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
 import projection
-from database import connect_async
+import sqlite_writer
+from batch import Batch
+from config import Settings
+from database import connect_async, sqlite_connect_args, sqlite_pragmas
 from events import NormalizedEvent
-from models import Event, Payment, sqlite_time
+from models import Event, Payment
 from precompiled import compile_for
+from sqlite_writer import MESSAGE_SIZE, WriterSetup, message
 
 
 class Sink(Protocol):
@@ -61,32 +69,6 @@ class Sink(Protocol):
         """Drop the connection after an error; the next write opens a new one."""
 
     async def close(self) -> None: ...
-
-
-@dataclass
-class Batch:
-    """The events of one transaction: each (provider, event_id) once, in key order."""
-
-    events: Sequence[NormalizedEvent]
-    unique: list[NormalizedEvent]
-    first_index: dict[tuple[str, str], int]
-
-    @classmethod
-    def plan(cls, events: Sequence[NormalizedEvent]) -> "Batch":
-        first_index: dict[tuple[str, str], int] = {}
-        for index, event in enumerate(events):
-            first_index.setdefault((event.provider, event.event_id), index)
-        # Sorted keys: concurrent writers (other processes) take the unique-index locks in the same
-        # order, so they queue behind each other instead of deadlocking.
-        keys = sorted(first_index)
-        return cls(events=events, unique=[events[first_index[key]] for key in keys], first_index=first_index)
-
-    def outcomes(self, inserted: Collection[tuple[str, str]]) -> list[bool]:
-        """Per event, new or not, given the keys the database inserted. Of several deliveries of one
-        event in a batch, the first is the new one; the rest are duplicates, as if they had arrived
-        just after it."""
-        keys = ((event.provider, event.event_id) for event in self.events)
-        return [self.first_index[key] == index and key in inserted for index, key in enumerate(keys)]
 
 
 AnyInsert = TypeVar("AnyInsert", postgresql.Insert, sqlite.Insert)
@@ -106,11 +88,12 @@ def new_events(
 
 class SqliteSql:
     """A batch as two statements on SQLite, each reading its rows from one JSON parameter (json_each):
-    the events, then their fold into payments (`projection.fold`, in Python). Values go in the form
-    SQLite stores them (times as `sqlite_time`, booleans as 0/1). SQLite's JSON has no binary type and
+    the events, then their fold into payments (`fold.fold`, in Python). The writer process runs them
+    (sqlite_writer.py), with values in the form SQLite stores them (times as `sqlite_time`, booleans as
+    0/1). SQLite's JSON has no binary type and
     this SQLite (3.40) no unhex(), so the raw bodies travel as one BLOB parameter, each row naming its
     slice. Measured against a statement per row with SQLAlchemy's conversions: about a third less of
-    this thread's CPU a delivery, and 900-1,800 more deliveries a second in 4 of 5 paired runs over
+    the writer's CPU a delivery, and 900-1,800 more deliveries a second in 4 of 5 paired runs over
     sockets, though not in a full benchmark run (BENCHMARKS.md)."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -124,52 +107,19 @@ class SqliteSql:
         self.insert_events = str(insert_events.compile(dialect=compile_for(dialect)))
         self.upsert_payments = str(upsert_payments.compile(dialect=compile_for(dialect)))
 
-    @staticmethod
-    def event_parameters(events: Sequence[NormalizedEvent]) -> dict[str, Any]:
-        rows: list[dict[str, Any]] = []
-        bodies: list[bytes] = []
-        at = 1  # SQLite's substr() counts from 1
-        for event in events:
-            texts = (
-                event.provider,
-                event.event_id,
-                event.event_type,
-                event.payment_id,
-                event.status,
-                event.provider_status,
-                event.currency,
-            )
-            if any(value and "\x00" in value for value in texts):
-                # SQLite's JSON functions would cut the text off at the NUL: refused, as PostgreSQL does.
-                raise ValueError("NUL in an event's text")
-            rows.append(
-                {
-                    "provider": event.provider,
-                    "event_id": event.event_id,
-                    "id_derived": event.id_derived,
-                    "event_type": event.event_type,
-                    "payment_id": event.payment_id,
-                    "status": event.status,
-                    "provider_status": event.provider_status,
-                    "amount": event.amount,
-                    "currency": event.currency,
-                    "occurred_at": sqlite_time(event.occurred_at),
-                    "received_at": sqlite_time(event.received_at),
-                    "raw_body_at": at,
-                    "raw_body_length": len(event.raw_body),
-                    "headers": event.headers,
-                }
-            )
-            bodies.append(event.raw_body)
-            at += len(event.raw_body)
-        return {"rows": orjson.dumps(rows).decode(), "bodies": b"".join(bodies)}
 
-    @staticmethod
-    def payment_parameters(payments: list[dict[str, Any]]) -> dict[str, Any]:
-        for payment in payments:
-            for name in ("first_seen_at", "last_event_at", "status_occurred_at"):
-                payment[name] = sqlite_time(payment[name])
-        return {"rows": orjson.dumps(payments).decode()}
+def sqlite_writer_setup(engine: Engine, settings: Settings) -> WriterSetup:
+    """What SQLite's writer process needs: the batch statements, and the connection the engine would
+    open (its arguments and pragmas, database.make_engine)."""
+    sql = SqliteSql(engine.dialect)
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    return WriterSetup(
+        insert_events=sql.insert_events,
+        upsert_payments=sql.upsert_payments,
+        connect_args=tuple(args),
+        connect_kwargs={**kwargs, **sqlite_connect_args(settings)},
+        pragmas=sqlite_pragmas(settings.sqlite_synchronous),
+    )
 
 
 def sqlite_json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
@@ -260,52 +210,98 @@ def require_aware(events: Sequence[NormalizedEvent]) -> None:
             raise ValueError("naive datetime in an event")
 
 
-class SqliteBatches:
-    """Writes batches to SQLite, one at a time, synchronously: run by the writer process
-    (sqlite_writer.py), since sqlite3 has no asynchronous driver and a commit waits for fsync."""
+# Stopping SQLite's writer process: it finishes the batch in hand first (at most a busy timeout).
+_STOP_WAIT_SECONDS: Final = 10.0
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sql = SqliteSql(engine.dialect)
-        self._connection: PoolProxiedConnection | None = None
-        dbapi = engine.dialect.loaded_dbapi
-        # As on PostgreSQL: orjson refuses an integer past 64 bits or a lone surrogate; sqlite_time a
-        # naive time, and event_parameters a NUL, with a ValueError. Like the driver's own two, each
-        # blames one row.
-        self.row_errors: tuple[type[Exception], ...] = (
-            dbapi.IntegrityError,
-            dbapi.DataError,
-            orjson.JSONEncodeError,
-            ValueError,
+
+class RelayedError(Exception):
+    """An error raised in the writer process, relayed by its type's name only: its text could quote a
+    row's values, which are payment data."""
+
+
+class RowRefused(RelayedError):
+    """The database refused a row of the batch (the writer retries the batch row by row)."""
+
+
+class WriterFailed(RelayedError):
+    """The batch failed for the database's sake (locked, read-only, disk full): never a 2xx."""
+
+
+class SqliteProcessSink:
+    """The Sink for SQLite: batches go to the writer process, one at a time. It is started when the sink
+    opens, and again by the next write after it is lost."""
+
+    row_errors: tuple[type[Exception], ...] = (RowRefused,)
+
+    def __init__(self, setup: WriterSetup) -> None:
+        self._setup = setup
+        self._process: asyncio.subprocess.Process | None = None
+        # False from a request's send to its reply: an exchange cut short (the process died, the write
+        # was cancelled) leaves a reply unread, so the process is replaced rather than reused.
+        self._in_step = False
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id, while there is one."""
+        return None if self._process is None else self._process.pid
+
+    async def open(self) -> None:
+        # Started with the app, so the first deliveries need not wait for it, and a writer that cannot
+        # start stops the app's start-up rather than answering 503 to everything.
+        if not self._in_step:
+            await self._stop()
+            await self._start()
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        await self.open()
+        self._in_step = False
+        outcome, detail = await self._exchange(list(events))
+        self._in_step = True
+        if outcome == "stored":
+            return list(detail)
+        raise (RowRefused if outcome == "refused" else WriterFailed)(detail)
+
+    async def reset(self) -> None:
+        # A relayed error leaves the process in step: it has dropped its connection itself.
+        if not self._in_step:
+            await self._stop()
+
+    async def close(self) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        # The module's file, run by this interpreter: its folder (the app's) comes first on the process's
+        # import path, whatever the app's working directory.
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            os.path.abspath(sqlite_writer.__file__),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
+        outcome, _ = await self._exchange(asdict(self._setup))
+        if outcome != "ready":
+            raise WriterFailed(outcome)
+        self._in_step = True
 
-    def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
-        # One long-lived connection: the writer is its only user, and a pool checkout per batch would
-        # cost a pre-ping each time. It is replaced after any error.
-        if self._connection is None:
-            self._connection = self._engine.raw_connection()
-        batch = Batch.plan(events)
-        cursor = self._connection.cursor()
+    async def _exchange(self, value: object) -> tuple[str, Any]:
+        assert self._process is not None and self._process.stdin and self._process.stdout
+        self._process.stdin.write(message(value))
+        await self._process.stdin.drain()
+        (size,) = MESSAGE_SIZE.unpack(await self._process.stdout.readexactly(MESSAGE_SIZE.size))
+        reply: tuple[str, Any] = pickle.loads(await self._process.stdout.readexactly(size))  # noqa: S301 (our own process)
+        return reply
+
+    async def _stop(self) -> None:
+        process, self._process, self._in_step = self._process, None, False
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # the process exits when its stdin closes
         try:
-            cursor.execute(self._sql.insert_events, self._sql.event_parameters(batch.unique))
-            inserted = {(provider, event_id): row_id for row_id, provider, event_id in cursor.fetchall()}
-            new = [(inserted[key], e) for e in batch.unique if (key := (e.provider, e.event_id)) in inserted]
-            if payments := projection.fold(new):
-                cursor.execute(self._sql.upsert_payments, self._sql.payment_parameters(payments))
-        except BaseException:
-            self._connection.rollback()
-            raise
-        finally:
-            cursor.close()
-        self._connection.commit()  # only now may a delivery of this batch be acknowledged
-        return batch.outcomes(inserted)
-
-    def reset(self) -> None:
-        """Drop the connection after an error; the next write opens a new one."""
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                self._connection.invalidate()
-            self._connection = None
+            await asyncio.wait_for(process.wait(), _STOP_WAIT_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 class PostgresSink:
@@ -358,3 +354,22 @@ class PostgresSink:
 
     async def close(self) -> None:
         await self.reset()
+
+
+def make_sinks(engine: Engine, settings: Settings) -> list[Sink]:
+    """PostgreSQL: `settings.write_concurrency` connections, each with a batch in flight, sharing the
+    compiled batch statement. SQLite: one writer process, since SQLite takes one writer at a time."""
+    if engine.dialect.name != "postgresql":
+        return [SqliteProcessSink(sqlite_writer_setup(engine, settings))]
+    sql = PostgresSql(engine.dialect)
+    return [
+        PostgresSink(
+            engine,
+            sql,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            # Asynchronous connections get the store timeout as their statement timeout, as the
+            # engine's own connections do (database.make_engine).
+            statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
+        )
+        for _ in range(settings.write_concurrency)
+    ]

@@ -12,14 +12,10 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import Engine
-
-from config import Settings
 from deadlines import Deadlines
 from errors import StorageUnavailable
 from events import NormalizedEvent
-from sinks import PostgresSink, PostgresSql, Sink
-from sqlite_writer import RelayedError, SqliteProcessSink
+from sinks import RelayedError, Sink
 
 logger = logging.getLogger("webhooks.store")
 
@@ -124,22 +120,3 @@ class EventWriter:
 def _name(exc: Exception) -> str:
     # Only the type's name: an error's text can quote a row's values, which are payment data.
     return str(exc) if isinstance(exc, RelayedError) else type(exc).__name__
-
-
-def make_sinks(engine: Engine, settings: Settings) -> list[Sink]:
-    """PostgreSQL: `settings.write_concurrency` connections, each with a batch in flight, sharing the
-    compiled batch statement. SQLite: one writer process, since SQLite takes one writer at a time."""
-    if engine.dialect.name != "postgresql":
-        return [SqliteProcessSink(settings)]
-    sql = PostgresSql(engine.dialect)
-    return [
-        PostgresSink(
-            engine,
-            sql,
-            connect_timeout=settings.db_connect_timeout_seconds,
-            # Asynchronous connections get the store timeout as their statement timeout, as the
-            # engine's own connections do (database.make_engine).
-            statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
-        )
-        for _ in range(settings.write_concurrency)
-    ]

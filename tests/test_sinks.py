@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from errors import StorageUnavailable
 from events import STATUS_RANK, NormalizedEvent
-from models import Event, Payment, UTCDateTime, sqlite_time
-from sinks import Sink
-from store import EventWriter, make_sinks
+from models import Event, Payment, UTCDateTime
+from sinks import Sink, make_sinks
+from sqlite_writer import sqlite_time
+from store import EventWriter
 from tests.conftest import make_settings
 
 _ids = itertools.count(1)
