@@ -63,7 +63,8 @@ class Sink(Protocol):
         """Get ready to write, before the first delivery waits on it."""
 
     async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
-        """Store `events` and commit; per event, whether it was new. Raises the driver's errors."""
+        """Store `events` and commit; per event, whether it was new. Raises when the batch was not
+        stored: one of `row_errors` when a row is at fault."""
 
     async def reset(self) -> None:
         """Drop the connection after an error; the next write opens a new one."""

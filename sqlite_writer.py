@@ -180,6 +180,7 @@ def serve(incoming: BinaryIO, outgoing: BinaryIO) -> None:
     with contextlib.suppress(SystemExit, BrokenPipeError, EOFError):
         batches = SqliteBatches(WriterSetup(**pickle.loads(_read_message(incoming))))  # noqa: S301 (from the app)
         _write_message(outgoing, ("ready", None))
+        # Between batches nothing is uncommitted: however the loop ends, there is nothing to roll back.
         while not state.stopping:
             events = pickle.loads(_read_message(incoming))  # noqa: S301 (from the app)
             state.busy = True
@@ -193,7 +194,6 @@ def serve(incoming: BinaryIO, outgoing: BinaryIO) -> None:
                 reply = ("failed", type(exc).__name__)
             _write_message(outgoing, reply)
             state.busy = False
-        batches.reset()
 
 
 def _read_message(incoming: BinaryIO) -> bytes:
