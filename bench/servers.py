@@ -104,12 +104,15 @@ class Server:
 
     def rss_kib(self) -> dict[int, int]:
         """VmRSS of the uvicorn process and every process below it (workers, SQLite's writer), by pid."""
-        return {pid: _vm_rss_kib(pid) for pid in [self.process.pid, *_descendants(self.process.pid)]}
+        return {
+            pid: _kib(pid, "status", "VmRSS:") for pid in [self.process.pid, *_descendants(self.process.pid)]
+        }
 
     def pss_kib(self) -> dict[int, int]:
-        """Pss, by pid, of the same processes: each page shared between them (a forked process shares
-        its parent's until either writes) counts once in the sum, where VmRSS counts it in each."""
-        return {pid: _pss_kib(pid) for pid in [self.process.pid, *_descendants(self.process.pid)]}
+        """Pss, by pid, of the same processes: each page shared between them (the interpreter's own
+        files, for one) counts once in the sum, where VmRSS counts it in each."""
+        pids = [self.process.pid, *_descendants(self.process.pid)]
+        return {pid: _kib(pid, "smaps_rollup", "Pss:") for pid in pids}
 
     def stop(self) -> StopOutcome:
         if self.stop_outcome is not None:
@@ -161,20 +164,11 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _vm_rss_kib(pid: int) -> int:
+def _kib(pid: int, file: str, field: str) -> int:
+    """A figure in kB from /proc/<pid>/<file>, the line starting with `field`; 0 once the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass
