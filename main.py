@@ -40,9 +40,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_engine(settings)
     # Alembic owns the schema: pending migrations are applied once even when workers start together.
     await run_in_threadpool(migrate.prepare_schema, settings)
-    # Asynchronous connections (the writer's, the history's) get the store timeout as their statement
-    # timeout, as the engine's own connections do (database.make_engine).
-    statement_timeout_ms = int(settings.store_timeout_seconds * 1000)
     writer = EventWriter(
         make_sinks(engine, settings),
         batch_max=settings.write_batch_max,
@@ -54,6 +51,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     body_deadlines.start()
     app.state.settings = settings
     app.state.engine = engine
+    # The history's asynchronous connections get the store timeout as their statement timeout, as the
+    # engine's own connections do (database.make_engine), and the writer's (sinks.make_sinks).
+    statement_timeout_ms = int(settings.store_timeout_seconds * 1000)
     app.state.reader = Reader(
         engine,
         threads=settings.db_pool_size,
