@@ -170,7 +170,7 @@ async def history(request: Request, payment_id: str, query: HistoryQuery) -> Res
             params[name] = value
     reader = _reader(request)
     select_ = history_select(
-        reader.engine.dialect,
+        reader.dialect,
         after=query.after is not None,
         provider=query.provider is not None,
         event_type=query.event_type is not None,

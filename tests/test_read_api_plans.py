@@ -2,9 +2,11 @@
 answers from an index in the order it needs (no sort, no OFFSET, no COUNT). The queries checked are
 the ones the routes really send, captured on the app's engine, then explained. Both databases."""
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
@@ -32,23 +34,25 @@ def statements(client: TestClient) -> Iterator[list[tuple[str, Any]]]:
         seen.append((select.sql, select.bound(values)))
         return precompiled_execute(select, cursor, values)
 
-    async def execute_async(select: PrecompiledSelect, cursor: Any, values: Any) -> Any:
-        seen.append((select.sql, select.bound(values)))
-        return await precompiled_execute_async(select, cursor, values)
+    async def fetch(select: PrecompiledSelect, connection: Any, values: Any) -> Any:
+        seen.append((select.sql, select.positional(values)))  # a list: asyncpg's $1, $2, ...
+        return await precompiled_fetch(select, connection, values)
 
     event.listen(engine, "before_cursor_execute", capture)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PrecompiledSelect, "execute", execute)
-        patch.setattr(PrecompiledSelect, "execute_async", execute_async)
+        patch.setattr(PrecompiledSelect, "fetch", fetch)
         yield seen
     event.remove(engine, "before_cursor_execute", capture)
 
 
 precompiled_execute = PrecompiledSelect.execute
-precompiled_execute_async = PrecompiledSelect.execute_async
+precompiled_fetch = PrecompiledSelect.fetch
 
 
 def plan(engine: Engine, statement: str, parameters: Any) -> str:
+    if isinstance(parameters, list):  # sent by asyncpg (PostgreSQL's history): explained through it
+        return asyncio.run(plan_asyncpg(engine, statement, parameters))
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             # A test table is tiny, where a sequential scan is cheapest; forbidding it asks whether an
@@ -59,6 +63,17 @@ def plan(engine: Engine, statement: str, parameters: Any) -> str:
         else:
             rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
         return "\n".join(str(row[-1]) for row in rows)
+
+
+async def plan_asyncpg(engine: Engine, statement: str, arguments: list[Any]) -> str:
+    connection = await asyncpg.connect(engine.url.set(drivername="postgresql").render_as_string(False))
+    try:
+        await connection.execute("SET enable_seqscan = off")
+        await connection.execute("SET enable_bitmapscan = off")
+        rows = await connection.fetch("EXPLAIN " + statement, *arguments)
+    finally:
+        await connection.close()
+    return "\n".join(str(row[0]) for row in rows)
 
 
 @pytest.mark.parametrize(

@@ -33,17 +33,22 @@ def test_storage_outage_gives_503_in_bounded_time_then_the_same_app_recovers(
 ) -> None:
     client = client_factory(store_timeout_seconds=STORE_TIMEOUT)
     assert deliver(client, "evt_before")[:2] == (200, "processed")
+    assert client.get("/payments/pay_outage/events").status_code == 200  # the history's connection opens
 
     with storage_outage(database_url):
         during = [deliver(client, "evt_during") for _ in range(3)]
         ready = client.get("/readyz")
         read = client.get("/payments/pay_outage")
+        # Twice: the first read finds its connection ended, the second cannot open a new one.
+        histories = [client.get("/payments/pay_outage/events") for _ in range(2)]
 
     assert [(status, code) for status, code, _ in during] == [(503, "storage_unavailable")] * 3
     assert max(seconds for *_, seconds in during) < STORE_TIMEOUT + 1.0
     if database_url.startswith("postgresql"):  # SQLite's lock leaves SELECT 1 (and reads) working
         assert (ready.status_code, ready.json()["error"]["code"]) == (503, "storage_unavailable")
         assert (read.status_code, read.json()["error"]["code"]) == (503, "storage_unavailable")
+        for history in histories:
+            assert (history.status_code, history.json()["error"]["code"]) == (503, "storage_unavailable")
     # The abandoned write may still have landed once the lock went: then the retry is a duplicate.
     retried: list[tuple[int, str, float]] = []
 
@@ -54,6 +59,7 @@ def test_storage_outage_gives_503_in_bounded_time_then_the_same_app_recovers(
     assert wait_until(retry_accepted, deadline_s=15)
     assert retried[-1][1] in ("processed", "duplicate")
     assert client.get("/readyz").status_code == 200
+    assert wait_until(lambda: client.get("/payments/pay_outage/events").status_code == 200, deadline_s=15)
     assert {event_id: len(bodies) for event_id, bodies in stored_bodies(database_url).items()} == {
         "evt_before": 1,
         "evt_during": 1,
