@@ -137,8 +137,8 @@ class Reader:
     Precompiled statements (a payment's history, precompiled.py) run on the event loop itself: the
     hand-off to a thread and back measured as half of such a read's latency (history p99 at 32
     connections 17-21 ms through a thread, 7-9 ms on SQLite without). On PostgreSQL they use asyncpg's
-    connections (measured at about a third of psycopg's client CPU a read), up to
-    `threads` of them, opened on first use and replaced after any error.
+    connections (measured at about a third of psycopg's client CPU a read), up to `threads` of
+    them, opened on first use and replaced after any error.
     On SQLite they run on one connection of the loop's own: in WAL mode a reader never waits for the
     writer, and an indexed page of history is tens of microseconds of work. Its busy timeout is zero,
     so the rare moment SQLite cannot start a read at once (recovering after a crash) is answered 503
@@ -267,11 +267,36 @@ async def connect_asyncpg(
     engine: Engine, *, connect_timeout: int, statement_timeout_ms: int
 ) -> asyncpg.Connection:
     """An asyncpg connection to the engine's PostgreSQL database, for the reads on the event loop."""
+    # asyncpg sends URL parameters it does not know to the server as settings, and the server refuses
+    # libpq's own (connect_timeout, options, keepalives...): only those asyncpg reads are kept.
+    query = {key: value for key, value in engine.url.query.items() if key in ASYNCPG_URL_PARAMETERS}
     return await asyncpg.connect(
-        engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+        engine.url.set(drivername="postgresql", query=query).render_as_string(hide_password=False),
         timeout=connect_timeout,
         server_settings={"statement_timeout": str(statement_timeout_ms)},
     )
+
+
+ASYNCPG_URL_PARAMETERS = frozenset(
+    {
+        "host",
+        "port",
+        "passfile",
+        "service",
+        "sslmode",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslcrl",
+        "sslpassword",
+        "sslnegotiation",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+    }
+)
 
 
 class ConnectFailed(Exception):

@@ -173,3 +173,17 @@ def test_any_request_gets_the_same_answer_from_both(
 ) -> None:
     query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
     assert_same(pair, f"/payments/{quote(payment_id, safe='')}/events?{query}")
+
+
+def test_the_history_reads_with_libpq_parameters_in_the_database_url(database_url: str) -> None:
+    """DATABASE_URL may carry libpq's own parameters, which psycopg applies; the history's asyncpg
+    connections leave out those it would send the server as unknown settings."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's URL parameters")
+    url = f"{database_url}?connect_timeout=5&application_name=webhooks"
+    with TestClient(create_app(make_settings(url, api_tokens=[TOKEN]))) as client:
+        body, headers = razorpay_delivery(razorpay_event(event_id="evt_url", payment_id="pay_url"))
+        assert client.post("/webhooks/razorpay", content=body, headers=headers).status_code == 200
+        history = client.get("/payments/pay_url/events", headers=AUTH)
+    assert history.status_code == 200, history.text
+    assert [event["event_id"] for event in history.json()] == ["evt_url"]
