@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_connect_timeout_seconds: int = Field(default=3, ge=1)
 
+    @property
+    def statement_timeout_ms(self) -> int:
+        """PostgreSQL's statement_timeout on every connection (the engine's, the writer's, the
+        history's): the store timeout, so no statement outlives the wait it serves."""
+        return int(self.store_timeout_seconds * 1000)
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -75,7 +75,7 @@ def make_engine(settings: Settings) -> Engine:
         pool_pre_ping=True,
         connect_args={
             "connect_timeout": settings.db_connect_timeout_seconds,
-            "options": f"-c statement_timeout={int(settings.store_timeout_seconds * 1000)}",
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
         },
     )
 
@@ -251,15 +251,15 @@ class Reader:
 
 
 async def connect_async(
-    engine: Engine, *, connect_timeout: int, statement_timeout_ms: int, autocommit: bool = False
+    engine: Engine, *, connect_timeout: int, statement_timeout_ms: int
 ) -> "psycopg.AsyncConnection[Any]":
     """psycopg's asynchronous connection to the engine's PostgreSQL database, for the writer's batches,
-    which run on the event loop."""
+    which run on the event loop. In autocommit mode: each batch is one statement, its own transaction."""
     return await psycopg.AsyncConnection.connect(
         engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
         connect_timeout=connect_timeout,
         options=f"-c statement_timeout={statement_timeout_ms}",
-        autocommit=autocommit,
+        autocommit=True,
     )
 
 

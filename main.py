@@ -51,14 +51,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     body_deadlines.start()
     app.state.settings = settings
     app.state.engine = engine
-    # The history's asynchronous connections get the store timeout as their statement timeout, as the
-    # engine's own connections do (database.make_engine), and the writer's (sinks.make_sinks).
-    statement_timeout_ms = int(settings.store_timeout_seconds * 1000)
     app.state.reader = Reader(
         engine,
         threads=settings.db_pool_size,
         connect_timeout=settings.db_connect_timeout_seconds,
-        statement_timeout_ms=statement_timeout_ms,
+        statement_timeout_ms=settings.statement_timeout_ms,
     )
     app.state.writer = writer
     app.state.body_deadlines = body_deadlines

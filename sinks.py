@@ -329,7 +329,6 @@ class PostgresSink:
             engine,
             connect_timeout=connect_timeout,
             statement_timeout_ms=statement_timeout_ms,
-            autocommit=True,
         )
         self._sql = sql
         self._connection: psycopg.AsyncConnection[Any] | None = None
@@ -368,9 +367,7 @@ def make_sinks(engine: Engine, settings: Settings) -> list[Sink]:
             engine,
             sql,
             connect_timeout=settings.db_connect_timeout_seconds,
-            # Asynchronous connections get the store timeout as their statement timeout, as the
-            # engine's own connections do (database.make_engine).
-            statement_timeout_ms=int(settings.store_timeout_seconds * 1000),
+            statement_timeout_ms=settings.statement_timeout_ms,
         )
         for _ in range(settings.write_concurrency)
     ]
