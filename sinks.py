@@ -91,11 +91,11 @@ class SqliteSql:
     """A batch as two statements on SQLite, each reading its rows from one JSON parameter (json_each):
     the events, then their fold into payments (`fold.fold`, in Python). The writer process runs them
     (sqlite_writer.py), with values in the form SQLite stores them (times as `sqlite_time`, booleans as
-    0/1). SQLite's JSON has no binary type and
-    this SQLite (3.40) no unhex(), so the raw bodies travel as one BLOB parameter, each row naming its
-    slice. Measured against a statement per row with SQLAlchemy's conversions: about a third less of
-    the writer's CPU a delivery, and 900-1,800 more deliveries a second in 4 of 5 paired runs over
-    sockets, though not in a full benchmark run (BENCHMARKS.md)."""
+    0/1). SQLite's JSON has no binary type and this SQLite (3.40) no unhex(), so the raw bodies travel
+    as one BLOB parameter, each row naming its slice. Measured against a statement per row with
+    SQLAlchemy's conversions: about a third less of the writer's CPU a delivery, and 900-1,800 more
+    deliveries a second in 4 of 5 paired runs over sockets, though not in a full benchmark run
+    (BENCHMARKS.md)."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)
