@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-import projection
-import retention
 from config import get_settings
 from database import make_engine
 from models import Payment
+from ops import retention
+from payments import projection
 
 
 def rebuild_payments(_: argparse.Namespace) -> int:
@@ -37,7 +37,7 @@ def rebuild_payments(_: argparse.Namespace) -> int:
 
 
 def purge(args: argparse.Namespace) -> int:
-    """Delete (or redact) the events received more than --days ago, in batches (retention.py)."""
+    """Delete (or redact) the events received more than --days ago, in batches (ops/retention.py)."""
     engine = make_engine(get_settings())
     done = 0
 

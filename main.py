@@ -1,6 +1,6 @@
 """The FastAPI app: lifespan, health routes, the one error shape, and assembly of the routers.
 
-Deliveries are handled in webhooks.py, the read API in queries.py, metrics in metrics.py.
+Deliveries are handled in api/webhooks.py, the read API in reads.py, metrics in ops/metrics.py.
 """
 
 import gc
@@ -13,20 +13,18 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import metrics
-import migrate
-import queries
-import telemetry
-import webhooks
+from api import reads, webhooks
+from api.reader import Reader
+from api.webhooks import WebhookFastPath
 from config import Settings, get_settings
-from database import Reader, make_engine, ping
+from database import make_engine, ping
 from errors import ApiError, StorageUnavailable, error_response, internal_error, invalid_request, refusal
+from ingest.sinks import make_sinks
+from ingest.store import EventWriter
+from ops import metrics, migrate, telemetry
 from providers import build_registry
 from schemas import NOT_READY, HealthOut
 from security import SignatureError
-from sinks import make_sinks
-from store import EventWriter
-from webhooks import WebhookFastPath
 
 logger = logging.getLogger("webhooks")
 
@@ -140,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings_override = settings
     # The fast paths serve the hot routes ahead of the router. The request id middleware is added last,
     # so outermost: the id is set before a fast path or FastAPI sees the request.
-    app.add_middleware(queries.HistoryFastPath)
+    app.add_middleware(reads.HistoryFastPath)
     app.add_middleware(WebhookFastPath)  # outside the history's: deliveries are the hotter path
     app.add_middleware(telemetry.RequestIdMiddleware)
     app.add_exception_handler(ApiError, api_error)  # type: ignore[arg-type]
@@ -150,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(webhooks.router)
     app.include_router(router)
-    app.include_router(queries.router)
+    app.include_router(reads.router)
     app.include_router(metrics.router)
     return app
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import load, payloads, wrk
+from bench import burst, payloads, wrk
 from bench.databases import Database
 from bench.servers import Server, ServerFailed, ServerSpec
 
@@ -122,16 +122,16 @@ def ingest(
 
     def drive(server: Server, result: Result) -> None:
         run = next(_run_numbers)
-        warm = load.ingest(
+        warm = burst.ingest(
             url=server.url,
             tag=f"r{run}w",
             connections=connections,
             budget_s=budget.warmup_s,
-            count=load.request_count(expected_rps=FIRST_GUESS_RPS, budget_s=budget.warmup_s),
+            count=burst.request_count(expected_rps=FIRST_GUESS_RPS, budget_s=budget.warmup_s),
             workdir=workdir,
         )
-        count = load.request_count(expected_rps=max(warm.result.rps, FLOOR_RPS), budget_s=budget.measure_s)
-        measured = load.ingest(
+        count = burst.request_count(expected_rps=max(warm.result.rps, FLOOR_RPS), budget_s=budget.measure_s)
+        measured = burst.ingest(
             url=server.url,
             tag=f"r{run}m",
             count=count,
@@ -161,7 +161,7 @@ def history(
 
     def drive(server: Server, result: Result) -> None:
         def burst(budget_s: float, count: int) -> wrk.WrkResult:
-            return load.history(
+            return burst.history(
                 headers={"Authorization": f"Bearer {API_TOKEN}"},
                 url=server.url,
                 payment_ids=payment_ids,
@@ -172,10 +172,10 @@ def history(
             )
 
         warm = burst(
-            budget.warmup_s, load.request_count(expected_rps=FIRST_GUESS_RPS, budget_s=budget.warmup_s)
+            budget.warmup_s, burst.request_count(expected_rps=FIRST_GUESS_RPS, budget_s=budget.warmup_s)
         )
         measured = burst(
-            budget.measure_s, load.request_count(expected_rps=warm.rps, budget_s=budget.measure_s)
+            budget.measure_s, burst.request_count(expected_rps=warm.rps, budget_s=budget.measure_s)
         )
         _record(result, measured, warm)
 

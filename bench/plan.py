@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from time import monotonic
 
-from bench import measure, prefill, report, soak
+from bench import measure, prefill, report, rss
 from bench.databases import Database, fresh
 from bench.measure import Budget, Result
 from bench.servers import CEILING, NAIVE, OURS, Server, ServerSpec
@@ -164,7 +164,7 @@ def memory(plan: Plan) -> None:
     plan.say(
         f"memory: {STORED_LARGE:,} events through ours on {kind} (capped at {plan.mode.rss_time_cap_s:.0f}s)"
     )
-    plan.extras["memory"] = soak.rss_after_ingest(
+    plan.extras["memory"] = rss.rss_after_ingest(
         kind, events=STORED_LARGE, time_cap_s=plan.mode.rss_time_cap_s, workdir=plan.workdir, say=plan.say
     )
 

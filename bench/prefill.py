@@ -59,7 +59,9 @@ def _payment_row(events: list[Row], rank_of: Callable[[str | None], int]) -> Row
 
 
 def _batches(*, events: int, tag: str, first_id: int) -> Iterator[tuple[list[Row], list[Row]]]:
-    from events import status_rank  # the repository's own ranking, so the projection agrees with ours
+    from payments.events import (
+        status_rank,  # the repository's own ranking, so the projection agrees with ours
+    )
 
     received = datetime.now(UTC)
     base = int(received.timestamp()) - events - 60  # every event happened before it was received

@@ -1,7 +1,7 @@
 """Alembic environment: the database is DATABASE_URL (config.py), the target is models.py.
 
 `alembic upgrade head` (`make migrate`) takes the same cross-process lock as the service's start-up
-(migrate.migration_lock), so running it while instances start is safe. Inside the service, migrate.py
+(migrate.migration_lock), so running it while instances start is safe. Inside the service, ops/migrate.py
 hands over a connection that already holds the lock.
 """
 
@@ -10,13 +10,13 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-import migrate
 from config import get_settings
 from database import normalise_url
 from models import Base
+from ops import migrate
 
 config = context.config
-# Only from the command line: inside the service, logging is the service's (telemetry.py).
+# Only from the command line: inside the service, logging is the service's (ops/telemetry.py).
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 

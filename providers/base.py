@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from config import Settings
-from events import NormalizedEvent
+from payments.events import NormalizedEvent
 from security import HeaderMap, require_header
 
 # Headers worth keeping with every stored event: they identify the delivery and never hold a secret.

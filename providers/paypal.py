@@ -21,12 +21,12 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import extract
 from config import Settings
 from errors import InvalidPayload
-from events import NormalizedEvent
-from money import decimal_to_minor
+from payments.events import NormalizedEvent
+from providers import fields
 from providers.base import Provider
+from providers.money import decimal_to_minor
 from security import (
     HeaderMap,
     SignatureInvalid,
@@ -81,11 +81,11 @@ def load_pinned_certificate(path: str) -> x509.Certificate:
 
 def _refunded_payment_id(resource: object) -> object:
     """v2 refunds link `up` to their capture; v1 refunds name their sale in `sale_id`."""
-    links = extract.get_path(resource, "links")
+    links = fields.get_path(resource, "links")
     for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("rel") == "up" and isinstance(link.get("href"), str):
             return link["href"].rstrip("/").rsplit("/", 1)[-1]
-    return extract.get_path(resource, "sale_id") or extract.get_path(resource, "id")
+    return fields.get_path(resource, "sale_id") or fields.get_path(resource, "id")
 
 
 def _is_refund(event_type: str, resource_type: object) -> bool:
@@ -156,28 +156,28 @@ class PayPal(Provider):
     def normalise(
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
-        event_type = extract.required_text(payload.get("event_type"), "event_type")
+        event_type = fields.required_text(payload.get("event_type"), "event_type")
         resource = payload.get("resource")
         if _is_refund(event_type, payload.get("resource_type")):
             payment_id = _refunded_payment_id(resource)
         else:
-            payment_id = extract.get_path(resource, "id")
+            payment_id = fields.get_path(resource, "id")
         # v2 resources say `status` and amount {value, currency_code}; v1 say `state` and {total, currency}.
         status = _first_present(resource, "status", "state")
         currency_code = _first_present(resource, "amount.currency_code", "amount.currency")
-        currency = extract.currency(currency_code, "resource.amount.currency_code")
+        currency = fields.currency(currency_code, "resource.amount.currency_code")
         value = _first_present(resource, "amount.value", "amount.total")
         return NormalizedEvent(
             provider=self.name,
-            event_id=extract.required_text(payload.get("id"), "id"),
+            event_id=fields.required_text(payload.get("id"), "id"),
             id_derived=False,
             event_type=event_type,
-            payment_id=extract.text(payment_id, "resource.id"),
+            payment_id=fields.text(payment_id, "resource.id"),
             status=_STATUS_BY_EVENT.get(event_type),
-            provider_status=extract.text(status, "resource.status"),
+            provider_status=fields.text(status, "resource.status"),
             amount=_minor(value, currency),
             currency=currency,
-            occurred_at=extract.iso_time(payload.get("create_time"), "create_time") or received_at,
+            occurred_at=fields.iso_time(payload.get("create_time"), "create_time") or received_at,
             received_at=received_at,
             raw_body=body,
             headers=self.delivery_headers(headers),
@@ -187,7 +187,7 @@ class PayPal(Provider):
 def _first_present(resource: object, *paths: str) -> object:
     """The first field present (even if empty, so an empty value is refused rather than skipped)."""
     for path in paths:
-        value = extract.get_path(resource, path)
+        value = fields.get_path(resource, path)
         if value is not None:
             return value
     return None
@@ -200,6 +200,6 @@ def _minor(value: object, currency: str | None) -> int | None:
     if not isinstance(value, str):
         raise InvalidPayload("field 'resource.amount.value' must be a decimal string")
     try:
-        return extract.amount(decimal_to_minor(value, currency), "resource.amount.value")
+        return fields.amount(decimal_to_minor(value, currency), "resource.amount.value")
     except ValueError as exc:
         raise InvalidPayload(f"field 'resource.amount.value': {exc}") from exc

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import extract
-from events import NormalizedEvent
+from payments.events import NormalizedEvent
+from providers import fields
 from providers.base import Provider
 from security import HeaderMap, verify_paystack
 
@@ -35,23 +35,23 @@ class Paystack(Provider):
     def normalise(
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
-        event_type = extract.required_text(payload.get("event"), "event")
+        event_type = fields.required_text(payload.get("event"), "event")
         data = payload.get("data")
         # Refund events name the charge they refund in transaction_reference.
         reference_field = "transaction_reference" if event_type.startswith("refund.") else "reference"
-        occurred_at = extract.iso_time(extract.get_path(data, "paid_at"), "data.paid_at") or extract.iso_time(
-            extract.get_path(data, "created_at"), "data.created_at"
+        occurred_at = fields.iso_time(fields.get_path(data, "paid_at"), "data.paid_at") or fields.iso_time(
+            fields.get_path(data, "created_at"), "data.created_at"
         )
         return NormalizedEvent(
             provider=self.name,
-            event_id=extract.derived_event_id(body),
+            event_id=fields.derived_event_id(body),
             id_derived=True,
             event_type=event_type,
-            payment_id=extract.text(extract.get_path(data, reference_field), f"data.{reference_field}"),
+            payment_id=fields.text(fields.get_path(data, reference_field), f"data.{reference_field}"),
             status=_STATUS_BY_EVENT.get(event_type),
-            provider_status=extract.text(extract.get_path(data, "status"), "data.status"),
-            amount=extract.amount(extract.get_path(data, "amount"), "data.amount"),
-            currency=extract.currency(extract.get_path(data, "currency"), "data.currency"),
+            provider_status=fields.text(fields.get_path(data, "status"), "data.status"),
+            amount=fields.amount(fields.get_path(data, "amount"), "data.amount"),
+            currency=fields.currency(fields.get_path(data, "currency"), "data.currency"),
             occurred_at=occurred_at or received_at,
             received_at=received_at,
             raw_body=body,

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import extract
-from events import NormalizedEvent
+from payments.events import NormalizedEvent
+from providers import fields
 from providers.base import Provider
 from security import HeaderMap, verify_razorpay
 
@@ -30,9 +30,9 @@ _STATUS_BY_EVENT = {
 
 
 def _refund_status(payment: object) -> str:
-    refunded = extract.get_path(payment, "amount_refunded")
-    total = extract.get_path(payment, "amount")
-    if extract.get_path(payment, "refund_status") == "partial":
+    refunded = fields.get_path(payment, "amount_refunded")
+    total = fields.get_path(payment, "amount")
+    if fields.get_path(payment, "refund_status") == "partial":
         return "partially_refunded"
     if isinstance(refunded, int) and isinstance(total, int) and 0 < refunded < total:
         return "partially_refunded"
@@ -54,42 +54,42 @@ class Razorpay(Provider):
     def normalise(
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
-        event_type = extract.required_text(payload.get("event"), "event")
-        event_id = extract.text(headers.get("x-razorpay-event-id"), "X-Razorpay-Event-Id") or extract.text(
+        event_type = fields.required_text(payload.get("event"), "event")
+        event_id = fields.text(headers.get("x-razorpay-event-id"), "X-Razorpay-Event-Id") or fields.text(
             payload.get("id"), "id"
         )
-        payment = extract.get_path(payload, "payload.payment.entity")
+        payment = fields.get_path(payload, "payload.payment.entity")
         # The entity the event is about: its status and amount are the event's.
         if event_type.startswith("refund."):
-            subject, subject_name = extract.get_path(payload, "payload.refund.entity"), "refund"
-            payment_id = extract.get_path(subject, "payment_id")
+            subject, subject_name = fields.get_path(payload, "payload.refund.entity"), "refund"
+            payment_id = fields.get_path(subject, "payment_id")
         elif event_type.startswith("payment.dispute."):
-            subject, subject_name = extract.get_path(payload, "payload.dispute.entity"), "dispute"
-            payment_id = extract.get_path(subject, "payment_id")
+            subject, subject_name = fields.get_path(payload, "payload.dispute.entity"), "dispute"
+            payment_id = fields.get_path(subject, "payment_id")
         else:
             subject, subject_name = payment, "payment"
-            payment_id = extract.get_path(payment, "id")
+            payment_id = fields.get_path(payment, "id")
         prefix = f"payload.{subject_name}.entity"
         payment_id_field = f"{prefix}.id" if subject_name == "payment" else f"{prefix}.payment_id"
 
         status = _STATUS_BY_EVENT.get(event_type)
         if event_type == "refund.processed":
             status = _refund_status(payment)
-        provider_status = extract.get_path(subject, "status")
+        provider_status = fields.get_path(subject, "status")
         if event_type.startswith("order.") and provider_status is None:
-            provider_status = extract.get_path(payload, "payload.order.entity.status")
+            provider_status = fields.get_path(payload, "payload.order.entity.status")
 
         return NormalizedEvent(
             provider=self.name,
-            event_id=event_id or extract.derived_event_id(body),
+            event_id=event_id or fields.derived_event_id(body),
             id_derived=event_id is None,
             event_type=event_type,
-            payment_id=extract.text(payment_id, payment_id_field),
+            payment_id=fields.text(payment_id, payment_id_field),
             status=status,
-            provider_status=extract.text(provider_status, f"{prefix}.status"),
-            amount=extract.amount(extract.get_path(subject, "amount"), f"{prefix}.amount"),
-            currency=extract.currency(extract.get_path(subject, "currency"), f"{prefix}.currency"),
-            occurred_at=extract.unix_time(payload.get("created_at"), "created_at") or received_at,
+            provider_status=fields.text(provider_status, f"{prefix}.status"),
+            amount=fields.amount(fields.get_path(subject, "amount"), f"{prefix}.amount"),
+            currency=fields.currency(fields.get_path(subject, "currency"), f"{prefix}.currency"),
+            occurred_at=fields.unix_time(payload.get("created_at"), "created_at") or received_at,
             received_at=received_at,
             raw_body=body,
             headers=self.delivery_headers(headers),

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import extract
 from config import Settings
-from events import STATUS_RANK, NormalizedEvent
+from payments.events import STATUS_RANK, NormalizedEvent
+from providers import fields
 from providers.base import Provider
 from security import HeaderMap, decode_standard_secret, require_header, unix_seconds, verify_standard
 
@@ -52,22 +52,22 @@ class StandardWebhooks(Provider):
         settings = self.settings
         status_path, id_path = settings.standard_status_path, settings.standard_payment_id_path
         amount_path, currency_path = settings.standard_amount_path, settings.standard_currency_path
-        status = extract.text(extract.get_path(payload, status_path), status_path)
+        status = fields.text(fields.get_path(payload, status_path), status_path)
         signed_at = unix_seconds(require_header(headers, *_TIMESTAMP))
-        occurred_at = extract.iso_time(payload.get("timestamp"), "timestamp") or (
-            extract.unix_time(signed_at, "webhook-timestamp") if signed_at is not None else None
+        occurred_at = fields.iso_time(payload.get("timestamp"), "timestamp") or (
+            fields.unix_time(signed_at, "webhook-timestamp") if signed_at is not None else None
         )
         return NormalizedEvent(
             provider=self.name,
-            event_id=extract.required_text(require_header(headers, *_ID), "webhook-id"),
+            event_id=fields.required_text(require_header(headers, *_ID), "webhook-id"),
             id_derived=False,
-            event_type=extract.text(payload.get("type"), "type"),
-            payment_id=extract.text(extract.get_path(payload, id_path), id_path),
+            event_type=fields.text(payload.get("type"), "type"),
+            payment_id=fields.text(fields.get_path(payload, id_path), id_path),
             # A status from the documented vocabulary moves the payment; anything else is kept as said.
             status=status if status in STATUS_RANK else None,
             provider_status=status,
-            amount=extract.amount(extract.get_path(payload, amount_path), amount_path),
-            currency=extract.currency(extract.get_path(payload, currency_path), currency_path),
+            amount=fields.amount(fields.get_path(payload, amount_path), amount_path),
+            currency=fields.currency(fields.get_path(payload, currency_path), currency_path),
             occurred_at=occurred_at or received_at,
             received_at=received_at,
             raw_body=body,

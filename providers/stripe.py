@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import extract
 from errors import InvalidPayload
-from events import NormalizedEvent
+from payments.events import NormalizedEvent
+from providers import fields
 from providers.base import Provider
 from security import HeaderMap, verify_stripe
 
@@ -30,11 +30,11 @@ _DISPUTE_OUTCOME = {"won": "dispute_won", "lost": "dispute_lost"}
 def _status(event_type: str, obj: object) -> str | None:
     if event_type == "charge.succeeded":
         # A charge that succeeded uncaptured is an authorisation (capture_method=manual).
-        return "authorized" if extract.get_path(obj, "captured") is False else "captured"
+        return "authorized" if fields.get_path(obj, "captured") is False else "captured"
     if event_type == "charge.refunded":
-        return "refunded" if extract.get_path(obj, "refunded") is True else "partially_refunded"
+        return "refunded" if fields.get_path(obj, "refunded") is True else "partially_refunded"
     if event_type == "charge.dispute.closed":
-        outcome = extract.get_path(obj, "status")
+        outcome = fields.get_path(obj, "status")
         return _DISPUTE_OUTCOME.get(outcome) if isinstance(outcome, str) else None
     return _STATUS_BY_EVENT.get(event_type)
 
@@ -42,14 +42,14 @@ def _status(event_type: str, obj: object) -> str | None:
 def _payment_id(event_type: str, obj: object) -> tuple[object, str]:
     """payment_intent.* name the intent; charges, refunds and disputes point at theirs."""
     if event_type.startswith("payment_intent."):
-        return extract.get_path(obj, "id"), "data.object.id"
-    intent = extract.get_path(obj, "payment_intent")
+        return fields.get_path(obj, "id"), "data.object.id"
+    intent = fields.get_path(obj, "payment_intent")
     if intent is not None:
         return intent, "data.object.payment_intent"
     # Charges made without a PaymentIntent (the legacy Charges API) are their own payment.
-    if event_type.startswith("charge.") and extract.get_path(obj, "object") == "charge":
-        return extract.get_path(obj, "id"), "data.object.id"
-    return extract.get_path(obj, "charge"), "data.object.charge"
+    if event_type.startswith("charge.") and fields.get_path(obj, "object") == "charge":
+        return fields.get_path(obj, "id"), "data.object.id"
+    return fields.get_path(obj, "charge"), "data.object.charge"
 
 
 class Stripe(Provider):
@@ -75,21 +75,21 @@ class Stripe(Provider):
     ) -> NormalizedEvent:
         if payload.get("object") == "v2.core.event":
             raise InvalidPayload("thin (v2) Stripe events are not supported: send snapshot (v1) events")
-        event_type = extract.required_text(payload.get("type"), "type")
-        event_id = extract.required_text(payload.get("id"), "id")
-        obj = extract.get_path(payload, "data.object")
+        event_type = fields.required_text(payload.get("type"), "type")
+        event_id = fields.required_text(payload.get("id"), "id")
+        obj = fields.get_path(payload, "data.object")
         payment_id, payment_id_field = _payment_id(event_type, obj)
         return NormalizedEvent(
             provider=self.name,
             event_id=event_id,
             id_derived=False,
             event_type=event_type,
-            payment_id=extract.text(payment_id, payment_id_field),
+            payment_id=fields.text(payment_id, payment_id_field),
             status=_status(event_type, obj),
-            provider_status=extract.text(extract.get_path(obj, "status"), "data.object.status"),
-            amount=extract.amount(extract.get_path(obj, "amount"), "data.object.amount"),
-            currency=extract.currency(extract.get_path(obj, "currency"), "data.object.currency"),
-            occurred_at=extract.unix_time(payload.get("created"), "created") or received_at,
+            provider_status=fields.text(fields.get_path(obj, "status"), "data.object.status"),
+            amount=fields.amount(fields.get_path(obj, "amount"), "data.object.amount"),
+            currency=fields.currency(fields.get_path(obj, "currency"), "data.object.currency"),
+            occurred_at=fields.unix_time(payload.get("created"), "created") or received_at,
             received_at=received_at,
             raw_body=body,
             headers=self.delivery_headers(headers),

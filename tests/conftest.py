@@ -19,11 +19,11 @@ import requests
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
-import migrate
 from config import Settings
 from database import make_engine, normalise_url
 from main import create_app
 from models import Base
+from ops import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"

@@ -45,7 +45,7 @@ def session() -> Iterator[requests.Session]:
 # Excluded per route and per check only, each for a stated reason (listed in RELIABILITY.md). The
 # numeric times are an open gap in routes this suite does not own: remove those entries once fixed,
 # and the check runs again.
-_NUMERIC_TIMES = "read_params.py: since/until also accept a bare number (pydantic reads it as a unix time)"
+_NUMERIC_TIMES = "params.py: since/until also accept a bare number (pydantic reads it as a unix time)"
 _OPAQUE_CURSOR = "`after` is a cursor this server issued: a schema cannot say which strings are cursors"
 KNOWN_GAPS: dict[str, list[tuple[CheckFunction, str]]] = {
     "GET /payments/{payment_id}/events": [

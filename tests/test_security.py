@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import extract
 import security
 from errors import InvalidPayload
-from money import decimal_to_minor, minor_unit_exponent
+from providers import fields
+from providers.money import decimal_to_minor, minor_unit_exponent
 from security import SignatureExpired, SignatureInvalid, SignatureMissing
 from tests.provider_support import (
     PAYPAL_CERT_URL,
@@ -375,24 +375,24 @@ def test_exponents() -> None:
 @pytest.mark.parametrize(
     ("reader", "value"),
     [
-        (extract.text, 10**400),
-        (extract.text, "x" * 256),
-        (extract.text, "line\nbreak"),
-        (extract.text, ["list"]),
-        (extract.text, True),
-        (extract.amount, 2**63),
-        (extract.amount, 10.5),
-        (extract.amount, "100"),
-        (extract.currency, "\u00c4\u00d6\u00dc"),
-        (extract.currency, "US"),
-        (extract.currency, "US1"),
-        (extract.unix_time, 10**20),
-        (extract.unix_time, -(10**20)),
-        (extract.unix_time, "1751889985"),
-        (extract.iso_time, "0001-01-01T00:00:00+01:00"),
-        (extract.iso_time, "9999-12-31T23:59:59-01:00"),
-        (extract.iso_time, "yesterday"),
-        (extract.iso_time, 1751889985),
+        (fields.text, 10**400),
+        (fields.text, "x" * 256),
+        (fields.text, "line\nbreak"),
+        (fields.text, ["list"]),
+        (fields.text, True),
+        (fields.amount, 2**63),
+        (fields.amount, 10.5),
+        (fields.amount, "100"),
+        (fields.currency, "\u00c4\u00d6\u00dc"),
+        (fields.currency, "US"),
+        (fields.currency, "US1"),
+        (fields.unix_time, 10**20),
+        (fields.unix_time, -(10**20)),
+        (fields.unix_time, "1751889985"),
+        (fields.iso_time, "0001-01-01T00:00:00+01:00"),
+        (fields.iso_time, "9999-12-31T23:59:59-01:00"),
+        (fields.iso_time, "yesterday"),
+        (fields.iso_time, 1751889985),
     ],
 )
 def test_extractors_refuse_what_does_not_fit_with_invalid_payload(reader: Any, value: object) -> None:
@@ -401,10 +401,10 @@ def test_extractors_refuse_what_does_not_fit_with_invalid_payload(reader: Any, v
 
 
 def test_extractors_normalise_what_fits() -> None:
-    assert extract.text(12345, "f") == "12345"
-    assert extract.currency("usd", "f") == "USD"
-    assert extract.unix_time(1751889985, "f") == datetime(2025, 7, 7, 12, 6, 25, tzinfo=UTC)
-    assert extract.iso_time("2025-07-07T14:00:00+02:00", "f") == datetime(2025, 7, 7, 12, tzinfo=UTC)
-    assert extract.iso_time("2020-07-23T14:02:26.000Z", "f") == datetime(2020, 7, 23, 14, 2, 26, tzinfo=UTC)
-    assert extract.iso_time("2025-07-07T12:00:00", "f") == datetime(2025, 7, 7, 12, tzinfo=UTC)
-    assert extract.derived_event_id(b"x") == "sha256:" + hashlib.sha256(b"x").hexdigest()
+    assert fields.text(12345, "f") == "12345"
+    assert fields.currency("usd", "f") == "USD"
+    assert fields.unix_time(1751889985, "f") == datetime(2025, 7, 7, 12, 6, 25, tzinfo=UTC)
+    assert fields.iso_time("2025-07-07T14:00:00+02:00", "f") == datetime(2025, 7, 7, 12, tzinfo=UTC)
+    assert fields.iso_time("2020-07-23T14:02:26.000Z", "f") == datetime(2020, 7, 23, 14, 2, 26, tzinfo=UTC)
+    assert fields.iso_time("2025-07-07T12:00:00", "f") == datetime(2025, 7, 7, 12, tzinfo=UTC)
+    assert fields.derived_event_id(b"x") == "sha256:" + hashlib.sha256(b"x").hexdigest()

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 import security
 from config import Settings
 from errors import InvalidPayload
-from events import STATUS_RANK, NormalizedEvent
-from extract import BIGINT_MAX, MAX_ID_LENGTH
+from payments.events import STATUS_RANK, NormalizedEvent
 from providers import build_registry
+from providers.fields import BIGINT_MAX, MAX_ID_LENGTH
 from security import SignatureError, SignatureExpired, SignatureInvalid
 from tests.provider_support import (
     PAYPAL_WEBHOOK_ID,

@@ -1,0 +1,353 @@
+"""The read API for ops: payment state, payment history and stored events, token-protected.
+
+Each route does all of its database work in one hand-off to the reader's threads (database.Reader):
+one connection or Session per request, opened, used and closed there, so a read never blocks the event
+loop. Lists are keyset-paged (see api/paging.py): every page is one index range scan, however many events
+are stored, and they read only the listed columns, never the raw bodies.
+
+A payment's history is what ops and dashboards poll, so it is also served by `HistoryFastPath`, ahead
+of FastAPI's router, like the webhook routes: the same validation (one `HistoryQuery` model), the same
+token check, the same handler and answers, without FastAPI's per-request machinery.
+"""
+
+import base64
+from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
+from typing import Annotated, Any, Final, TypeVar, cast
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy import Connection, Dialect, Select, bindparam, select, tuple_
+from sqlalchemy.orm import Session
+from starlette.types import Scope
+
+from api import paging
+from api.auth import bearer_token, check_token, require_token
+from api.hot_routes import FastPath
+from api.params import (
+    PROVIDER_NAME,
+    EventId,
+    EventTypeFilter,
+    FeedAfter,
+    FeedSince,
+    FeedUntil,
+    HistoryAfter,
+    HistorySince,
+    HistoryUntil,
+    Limit,
+    PaymentId,
+    ProviderFilter,
+    ProviderName,
+    StatusFilter,
+)
+from api.precompiled import PrecompiledSelect
+from api.reader import Reader
+from errors import ApiError, EventNotFound, PaymentNotFound, StorageUnavailable
+from models import Event, Payment, UTCDateTime
+from schemas import (
+    EVENT_NOT_FOUND,
+    PAGED_LIST_HEADERS,
+    PAYMENT_AMBIGUOUS,
+    PAYMENT_NOT_FOUND,
+    READ_RESPONSES,
+    EventDetail,
+    EventOut,
+    PaymentOut,
+)
+
+T = TypeVar("T")
+
+
+class PaymentAmbiguous(ApiError):
+    status_code = 409
+    code = "payment_ambiguous"
+
+
+async def in_session(request: Request, work: Callable[[Session], T]) -> T:
+    """Run `work` with a fresh Session on the reader's threads."""
+    reader = _reader(request)
+    return await _storage_errors(reader, reader.with_session(work))
+
+
+async def on_connection(request: Request, work: Callable[[Connection], T]) -> T:
+    """Run `work` with a connection on the reader's threads: for Core statements, no ORM."""
+    reader = _reader(request)
+    return await _storage_errors(reader, reader.with_connection(work))
+
+
+def _reader(request: Request) -> Reader:
+    return cast(Reader, request.app.state.reader)
+
+
+async def _storage_errors(reader: Reader, work: Awaitable[T]) -> T:
+    try:
+        return await work
+    except reader.unavailable as exc:
+        # Unreachable, timed out or pool exhausted: the documented 503, not an internal error.
+        raise StorageUnavailable("storage is unavailable; retry later") from exc
+
+
+# What a listed event shows: EventOut's fields, in its order, after the row id that cursors need. No
+# raw body or headers, which can be large (GET /events/{provider}/{id} has them).
+LISTED_FIELDS: Final = tuple(EventOut.model_fields)
+LISTED = select(Event.id, *(getattr(Event, name) for name in LISTED_FIELDS))
+OCCURRED_AT: Final = 1 + LISTED_FIELDS.index("occurred_at")  # a row's position of it: rows are tuples
+
+# Webhook and health routes live on other routers: only these need a token.
+router = APIRouter(dependencies=[Depends(require_token)], responses=READ_RESPONSES)
+
+PAGED_OK: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A JSON array, possibly empty", "headers": PAGED_LIST_HEADERS}
+}
+
+
+def listed_page(request: Request, rows: Sequence[Sequence[Any]], *, limit: int, kind: str) -> Response:
+    """One page of a list, read with `limit + 1` rows: when the extra row came back, more remain, and
+    the Link header points at the next page. The JSON is what `list[EventOut]` serialises to (a test
+    holds the two equal), written by orjson: a list of up to 1,000 events is a hot answer."""
+    headers: dict[str, str] = {}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        key = (last[OCCURRED_AT], last[0]) if kind == paging.HISTORY else (last[0],)
+        headers["Link"] = paging.next_link(request, paging.encode(kind, *key))
+    # Zipped by position, which is cheaper than attribute lookups.
+    body = orjson.dumps(
+        [dict(zip(LISTED_FIELDS, row[1:], strict=True)) for row in rows], option=orjson.OPT_UTC_Z
+    )
+    return Response(body, media_type="application/json", headers=headers)
+
+
+class HistoryQuery(BaseModel):
+    """The filters and paging of a payment's history: one definition for /docs, for the route's
+    validation and for the fast path's."""
+
+    provider: ProviderFilter = None
+    event_type: EventTypeFilter = None
+    since: HistorySince = None
+    until: HistoryUntil = None
+    after: HistoryAfter = None
+    limit: Limit = 100
+
+
+@lru_cache(maxsize=64)
+def history_select(dialect: Dialect, **filters: bool) -> PrecompiledSelect:
+    return PrecompiledSelect(history_statement(**filters), dialect)
+
+
+def history_statement(
+    *, after: bool, provider: bool, event_type: bool, since: bool, until: bool
+) -> Select[*tuple[Any, ...]]:
+    """The history query for one combination of filters; values are bound at execution. Built and
+    compiled once per combination (history_select): building a statement costs more than running it."""
+    stmt = LISTED.where(Event.payment_id == bindparam("payment_id"))
+    if after:
+        # A row-value comparison: both databases turn it into a range on the history index.
+        after_key = tuple_(bindparam("after_occurred_at", type_=UTCDateTime()), bindparam("after_id"))
+        stmt = stmt.where(tuple_(Event.occurred_at, Event.id) > after_key)
+    if provider:
+        stmt = stmt.where(Event.provider == bindparam("provider"))
+    if event_type:
+        stmt = stmt.where(Event.event_type == bindparam("event_type"))
+    if since:
+        stmt = stmt.where(Event.occurred_at >= bindparam("since"))
+    if until:
+        stmt = stmt.where(Event.occurred_at < bindparam("until"))
+    return stmt.order_by(Event.occurred_at, Event.id).limit(bindparam("limit"))
+
+
+async def history(request: Request, payment_id: str, query: HistoryQuery) -> Response:
+    """The page of `payment_id`'s history that `query` asks for; the handler of both the documented
+    route and the fast path."""
+    params: dict[str, Any] = {"payment_id": payment_id, "limit": query.limit + 1}
+    if query.after is not None:
+        params["after_occurred_at"], params["after_id"] = paging.decode_history(query.after)
+    for name in ("provider", "event_type", "since", "until"):
+        if (value := getattr(query, name)) is not None:
+            params[name] = value
+    reader = _reader(request)
+    select_ = history_select(
+        reader.dialect,
+        after=query.after is not None,
+        provider=query.provider is not None,
+        event_type=query.event_type is not None,
+        since=query.since is not None,
+        until=query.until is not None,
+    )
+    rows = await _storage_errors(reader, reader.select(select_, params))
+    return listed_page(request, rows, limit=query.limit, kind=paging.HISTORY)
+
+
+@router.get(
+    "/payments/{payment_id}/events",
+    response_model=list[EventOut],
+    responses=PAGED_OK,
+    tags=["payments"],
+    summary="A payment's events, oldest first, paged",
+)
+async def payment_events(
+    request: Request, payment_id: PaymentId, query: Annotated[HistoryQuery, Query()]
+) -> Response:
+    """Chronological by `occurred_at`, ties in order of receipt. An unknown payment gives `[]`.
+
+    At most `limit` events; when more remain, the `Link` header carries the next page's URL (the same
+    query with `after` set). Follow it until it is absent to walk the whole history.
+    """
+    return await history(request, payment_id, query)
+
+
+PAYMENT_ID: Final = TypeAdapter(PaymentId)
+
+
+class HistoryFastPath(FastPath[str]):
+    """`GET /payments/{payment_id}/events`, to the same `history()` as the documented route, with the
+    token checked and the path and query validated by the same definitions (see hot_routes.py)."""
+
+    def match(self, scope: Scope) -> str | None:
+        return _history_payment_id(scope)
+
+    async def handle(self, request: Request, matched: str) -> Response:
+        check_token(bearer_token(request.headers.get("authorization")), request.app.state.settings.api_tokens)
+        payment_id, query = _history_params(matched, request.scope["query_string"])
+        return await history(request, payment_id, query)
+
+
+def _history_payment_id(scope: Scope) -> str | None:
+    if scope["method"] != "GET" or scope.get("root_path"):
+        return None
+    path: str = scope["path"]
+    # Starlette matches {payment_id} against the decoded path, as one segment: so does this.
+    if not (path.startswith("/payments/") and path.endswith("/events")):
+        return None
+    segment = path[len("/payments/") : -len("/events")]
+    return segment if segment and "/" not in segment else None
+
+
+def _history_params(payment_id: str, query_string: bytes) -> tuple[str, HistoryQuery]:
+    """Validated as FastAPI validates the route's parameters: a repeated parameter's last value counts,
+    and every problem is reported with its location."""
+    errors: list[Any] = []
+    try:
+        payment_id = PAYMENT_ID.validate_python(payment_id)
+    except ValidationError as exc:
+        errors += [{**error, "loc": ("path", "payment_id", *error["loc"])} for error in exc.errors()]
+    query: HistoryQuery | None = None
+    try:
+        query = HistoryQuery.model_validate(
+            dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+        )
+    except ValidationError as exc:
+        errors += [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+    if errors or query is None:
+        raise RequestValidationError(errors)
+    return payment_id, query
+
+
+@router.get(
+    "/payments/{payment_id}",
+    response_model=PaymentOut,
+    responses={404: PAYMENT_NOT_FOUND, 409: PAYMENT_AMBIGUOUS},
+    tags=["payments"],
+    summary="A payment's current state",
+)
+async def payment_state(
+    request: Request,
+    payment_id: PaymentId,
+    provider: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            pattern=PROVIDER_NAME,
+            description="The provider, needed only when the same id exists at more than one",
+            examples=["razorpay"],
+        ),
+    ] = None,
+) -> Payment:
+    """The status follows the documented lifecycle: a late, older or lower-ranked event never moves it
+    back. Amount and currency are those of the event that set the status. One indexed lookup."""
+    stmt = select(Payment).where(Payment.payment_id == payment_id)
+    if provider is not None:
+        stmt = stmt.where(Payment.provider == provider)
+    # No ORDER BY: sorting by provider would walk the primary key instead of the payment_id index.
+    matches = await in_session(request, lambda session: list(session.scalars(stmt.limit(2))))
+    if not matches:
+        raise PaymentNotFound(f"no events stored for payment {payment_id!r}")
+    if len(matches) > 1:
+        names = ", ".join(sorted(match.provider for match in matches))
+        raise PaymentAmbiguous(
+            f"payment {payment_id!r} exists at several providers ({names}); pass ?provider="
+        )
+    return matches[0]
+
+
+@router.get(
+    "/events",
+    response_model=list[EventOut],
+    responses=PAGED_OK,
+    tags=["events"],
+    summary="Recently stored events across all payments, newest first, paged",
+)
+async def recent_events(
+    request: Request,
+    provider: ProviderFilter = None,
+    event_type: EventTypeFilter = None,
+    status: StatusFilter = None,
+    since: FeedSince = None,
+    until: FeedUntil = None,
+    after: FeedAfter = None,
+    limit: Limit = 100,
+) -> Response:
+    """In reverse order of receipt. `since`/`until` bound when this service stored the event
+    (`received_at`); paging works as for a payment's events."""
+    stmt = LISTED
+    if after is not None:
+        stmt = stmt.where(Event.id < paging.decode_feed(after))
+    if provider is not None:
+        stmt = stmt.where(Event.provider == provider)
+    if event_type is not None:
+        stmt = stmt.where(Event.event_type == event_type)
+    if status is not None:
+        stmt = stmt.where(Event.status == status)
+    if since is not None:
+        stmt = stmt.where(Event.received_at >= since)
+    if until is not None:
+        stmt = stmt.where(Event.received_at < until)
+    stmt = stmt.order_by(Event.id.desc()).limit(limit + 1)
+    rows = await on_connection(request, lambda connection: connection.execute(stmt).all())
+    return listed_page(request, rows, limit=limit, kind=paging.FEED)
+
+
+@router.get(
+    "/events/{provider}/{event_id}",
+    response_model=EventDetail,
+    responses={404: EVENT_NOT_FOUND},
+    tags=["events"],
+    summary="One stored event in full, with its raw body and headers",
+)
+async def stored_event(request: Request, provider: ProviderName, event_id: EventId) -> EventDetail:
+    """`raw_body` is the body exactly as received: its text when it is UTF-8 (every JSON delivery is),
+    else base64 with `raw_body_encoding: "base64"`."""
+    stmt = select(Event).where(Event.provider == provider, Event.event_id == event_id)
+    event = await in_session(request, lambda session: session.scalars(stmt).one_or_none())
+    if event is None:
+        raise EventNotFound(f"no event {event_id!r} from provider {provider!r}")
+    return detail(event)
+
+
+def detail(event: Event) -> EventDetail:
+    try:
+        raw_body, encoding = event.raw_body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        raw_body, encoding = base64.b64encode(event.raw_body).decode("ascii"), "base64"
+    return EventDetail.model_validate(
+        {
+            **EventOut.model_validate(event).model_dump(),
+            "id_derived": event.id_derived,
+            "raw_body": raw_body,
+            "raw_body_encoding": encoding,
+            "headers": event.headers,
+        }
+    )

@@ -1,0 +1,381 @@
+"""Where a batch of events is written: the SQL of one batch, and one sink per database.
+
+A batch is one transaction: `INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING` for its
+events (the database decides what is new), then their fold into the payments projection, then the
+commit. Rows travel as one JSON parameter, which orjson writes in C, and each database reads it with
+its own JSON functions. On SQLite, in a writer process of its own (ingest/sqlite_writer.py), that is two
+statements (events, then payments folded in Python) and the commit; on PostgreSQL one statement, folded
+in SQL and committed as it ends.
+The statements are compiled once from their Core definitions and run on the driver's own cursor:
+measured, SQLAlchemy's per-execute layers (cache keys, result objects) cost more per event than the
+insert itself.
+"""
+
+import asyncio
+import base64
+import contextlib
+import os
+import pickle
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from functools import partial
+from typing import Any, Final, Protocol, TypeVar, cast
+
+import orjson
+import psycopg
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    Dialect,
+    Engine,
+    LargeBinary,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    true,
+)
+from sqlalchemy import cast as type_cast
+from sqlalchemy.dialects import postgresql, sqlite
+
+from config import Settings
+from database import compile_for, connect_async, sqlite_connect_args, sqlite_pragmas
+from ingest import sqlite_writer
+from ingest.batch import Batch
+from ingest.sqlite_writer import MESSAGE_SIZE, WriterSetup, message
+from models import Event, Payment
+from payments import projection
+from payments.events import NormalizedEvent
+
+
+class Sink(Protocol):
+    # Errors that blame one row rather than the database: the writer retries such a batch row by row.
+    row_errors: tuple[type[Exception], ...]
+
+    async def open(self) -> None:
+        """Get ready to write, before the first delivery waits on it."""
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        """Store `events` and commit; per event, whether it was new. Raises when the batch was not
+        stored: one of `row_errors` when a row is at fault."""
+
+    async def reset(self) -> None:
+        """Drop the connection after an error; the next write opens a new one."""
+
+    async def close(self) -> None: ...
+
+
+AnyInsert = TypeVar("AnyInsert", postgresql.Insert, sqlite.Insert)
+
+
+def new_events(
+    insert: AnyInsert, rows_of: Callable[[Sequence[Column[Any]]], Select[*tuple[Any, ...]]]
+) -> AnyInsert:
+    """`INSERT INTO webhook_events (...) SELECT ... ON CONFLICT (provider, event_id) DO NOTHING`, the
+    rows from `rows_of(columns)`: every column but the generated id. The unique constraint decides
+    which are new; the caller says what to return."""
+    columns = [column for column in cast(Table, Event.__table__).c if column.name != "id"]
+    return insert.from_select([column.name for column in columns], rows_of(columns)).on_conflict_do_nothing(
+        index_elements=["provider", "event_id"]
+    )
+
+
+class SqliteSql:
+    """A batch as two statements on SQLite, each reading its rows from one JSON parameter (json_each):
+    the events, then their fold into payments (`fold.fold`, in Python). The writer process runs them
+    (ingest/sqlite_writer.py), with values in the form SQLite stores them (times as `sqlite_time`, booleans as
+    0/1). SQLite's JSON has no binary type and this SQLite (3.40) no unhex(), so the raw bodies travel
+    as one BLOB parameter, each row naming its slice. Measured against a statement per row with
+    SQLAlchemy's conversions: about a third less of the writer's CPU a delivery, and 900-1,800 more
+    deliveries a second in 4 of 5 paired runs over sockets, though not in a full benchmark run
+    (BENCHMARKS.md)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        table = cast(Table, Event.__table__)
+        insert_events = new_events(sqlite.insert(table), sqlite_json_rows).returning(
+            table.c.id, table.c.provider, table.c.event_id
+        )
+        upsert_payments = projection.upsert_statement(
+            "sqlite", rows=sqlite_json_rows(list(cast(Table, Payment.__table__).c))
+        )
+        self.insert_events = str(insert_events.compile(dialect=compile_for(dialect)))
+        self.upsert_payments = str(upsert_payments.compile(dialect=compile_for(dialect)))
+
+
+def sqlite_writer_setup(engine: Engine, settings: Settings) -> WriterSetup:
+    """What SQLite's writer process needs: the batch statements, and the connection the engine would
+    open (its arguments and pragmas, database.make_engine)."""
+    sql = SqliteSql(engine.dialect)
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    return WriterSetup(
+        insert_events=sql.insert_events,
+        upsert_payments=sql.upsert_payments,
+        connect_args=tuple(args),
+        connect_kwargs={**kwargs, **sqlite_connect_args(settings)},
+        pragmas=sqlite_pragmas(settings.sqlite_synchronous),
+    )
+
+
+def sqlite_json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
+    """`SELECT value ->> 'name', ... FROM json_each(:rows) WHERE 1 = 1`: the rows of one parameter, a JSON
+    array of objects keyed by column name (SQLite only). JSON columns are read with `->`, as JSON text;
+    a binary column `name` is the slice `name_at`, `name_length` of the parameter `bodies`. The WHERE
+    is SQLite's: an INSERT ... SELECT with an ON CONFLICT clause needs one."""
+    value = func.json_each(bindparam("rows")).table_valued("value").alias("batch").c.value
+
+    def read(column: Column[Any]) -> ColumnElement[Any]:
+        if isinstance(column.type, LargeBinary):
+            at, length = (value.op("->>")(_key(f"{column.name}_{part}")) for part in ("at", "length"))
+            # A BLOB parameter of no bytes reads as NULL in substr(): when every body is empty.
+            return func.coalesce(func.substr(bindparam("bodies"), at, length), literal_column("x''"))
+        return value.op("->" if isinstance(column.type, JSON) else "->>")(_key(column.name))
+
+    return select(*(read(column).label(column.name) for column in columns)).where(true())
+
+
+def _key(name: str) -> ColumnElement[Any]:
+    # A column name, written into the SQL: the statements take only the batch as parameters.
+    return literal_column(f"'{name}'")
+
+
+class PostgresSql:
+    """A batch as one statement on PostgreSQL: the events inserted from one JSON parameter
+    (`postgres_json_rows`), the new ones folded into payments (`projection.fold_select`, in a second
+    data-modifying CTE), and the new rows' keys returned. Measured against the events and the payments
+    as two statements and a COMMIT: the event loop no longer waits out four round trips per batch, each
+    taking its turn behind the deliveries, and psycopg encodes one text parameter in C instead of an
+    array per column in Python (BENCHMARKS.md)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        table = cast(Table, Event.__table__)
+        inserted = (
+            new_events(postgresql.insert(table), postgres_json_rows)
+            .returning(table.c.id, *(table.c[name] for name in projection.FACTS), table.c.event_id)
+            .cte("inserted")
+        )
+        folded = projection.upsert_statement("postgresql", rows=projection.fold_select(inserted))
+        statement = select(inserted.c.id, inserted.c.provider, inserted.c.event_id).add_cte(
+            folded.cte("folded")
+        )
+        self.write_batch = str(statement.compile(dialect=dialect))
+
+
+def postgres_json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
+    """`SELECT ... FROM json_to_recordset(CAST(:rows AS JSON)) AS batch(name type, ...)`: the rows of
+    one parameter, a JSON array of objects keyed by column name (PostgreSQL only). The server turns
+    each value into its column's type; binary values travel as base64 text and are decoded here."""
+
+    def as_sent(column: Column[Any]) -> Any:
+        return Text() if isinstance(column.type, LargeBinary) else column.type
+
+    rows = (
+        func.json_to_recordset(type_cast(bindparam("rows"), postgresql.JSON))
+        .table_valued(*(column(c.name, as_sent(c)) for c in columns))
+        .render_derived("batch", with_types=True)
+    )
+    return select(
+        *(
+            func.decode(rows.c[c.name], literal_column("'base64'"))
+            if isinstance(c.type, LargeBinary)
+            else rows.c[c.name]
+            for c in columns
+        )
+    )
+
+
+def json_parameter(rows: Sequence[NormalizedEvent]) -> dict[str, str]:
+    """`rows` as the JSON array `postgres_json_rows` reads. orjson writes dataclasses as objects and
+    datetimes as RFC 3339 with their offset; the server converts them to UTC."""
+    return {"rows": orjson.dumps(rows, default=_base64).decode()}
+
+
+def _base64(value: object) -> str:
+    # orjson calls this for what JSON has no type for; of a batch's values, only bytes (the raw body).
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} in a batch row")
+
+
+def require_aware(events: Sequence[NormalizedEvent]) -> None:
+    """Refuse naive datetimes, as UTCDateTime does for the ORM: written without an offset, they would
+    be read in the server's time zone, a guess."""
+    for event in events:
+        if event.occurred_at.tzinfo is None or event.received_at.tzinfo is None:
+            raise ValueError("naive datetime in an event")
+
+
+# Stopping SQLite's writer process: it finishes the batch in hand first (at most a busy timeout).
+_STOP_WAIT_SECONDS: Final = 10.0
+# The folder holding the app's packages, for the writer process's import path.
+APP_ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class RelayedError(Exception):
+    """An error raised in the writer process, relayed by its type's name only: its text could quote a
+    row's values, which are payment data."""
+
+
+class RowRefused(RelayedError):
+    """The database refused a row of the batch (the writer retries the batch row by row)."""
+
+
+class WriterFailed(RelayedError):
+    """The batch failed for the database's sake (locked, read-only, disk full): never a 2xx."""
+
+
+def _import_path() -> str:
+    return os.pathsep.join(filter(None, (APP_ROOT, os.environ.get("PYTHONPATH"))))
+
+
+class SqliteProcessSink:
+    """The Sink for SQLite: batches go to the writer process, one at a time. It is started when the sink
+    opens, and again by the next write after it is lost."""
+
+    row_errors: tuple[type[Exception], ...] = (RowRefused,)
+
+    def __init__(self, setup: WriterSetup) -> None:
+        self._setup = setup
+        self._process: asyncio.subprocess.Process | None = None
+        # False from a request's send to its reply: an exchange cut short (the process died, the write
+        # was cancelled) leaves a reply unread, so the process is replaced rather than reused.
+        self._in_step = False
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id, while there is one."""
+        return None if self._process is None else self._process.pid
+
+    async def open(self) -> None:
+        # Started with the app, so the first deliveries need not wait for it, and a writer that cannot
+        # start stops the app's start-up rather than answering 503 to everything.
+        if not self._in_step:
+            await self._stop()
+            await self._start()
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        await self.open()
+        self._in_step = False
+        outcome, detail = await self._exchange(list(events))
+        self._in_step = True
+        if outcome == "stored":
+            return list(detail)
+        raise (RowRefused if outcome == "refused" else WriterFailed)(detail)
+
+    async def reset(self) -> None:
+        # A relayed error leaves the process in step: it has dropped its connection itself.
+        if not self._in_step:
+            await self._stop()
+
+    async def close(self) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        # `python -m ingest.sqlite_writer`, run by this interpreter with the app's folder first on the
+        # process's import path, whatever the app's working directory (which stays the app's, so a
+        # relative DATABASE_URL names the same file).
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            sqlite_writer.__name__,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": _import_path()},
+        )
+        outcome, _ = await self._exchange(asdict(self._setup))
+        if outcome != "ready":
+            raise WriterFailed(outcome)
+        self._in_step = True
+
+    async def _exchange(self, value: object) -> tuple[str, Any]:
+        assert self._process is not None and self._process.stdin and self._process.stdout
+        self._process.stdin.write(message(value))
+        await self._process.stdin.drain()
+        (size,) = MESSAGE_SIZE.unpack(await self._process.stdout.readexactly(MESSAGE_SIZE.size))
+        reply: tuple[str, Any] = pickle.loads(await self._process.stdout.readexactly(size))  # noqa: S301 (our own process)
+        return reply
+
+    async def _stop(self) -> None:
+        process, self._process, self._in_step = self._process, None, False
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # the process exits when its stdin closes
+        try:
+            await asyncio.wait_for(process.wait(), _STOP_WAIT_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class PostgresSink:
+    """psycopg's asynchronous connection, driven by the event loop itself: a batch is one statement
+    (PostgresSql) and one round trip, with no thread to hand work to and back. The connection is in
+    autocommit mode, so the statement is its own transaction: the server answers after the commit, and
+    a commit that fails is an error here, like any other."""
+
+    # A value the server cannot take (too long, out of range, a NUL) is a DataError; one orjson
+    # cannot write (an integer past 64 bits, a lone surrogate) a JSONEncodeError; a naive time a
+    # ValueError (require_aware). Each blames one row. The adapters check every field, so all are rare.
+    row_errors: tuple[type[Exception], ...] = (
+        psycopg.IntegrityError,
+        psycopg.DataError,
+        orjson.JSONEncodeError,
+        ValueError,
+    )
+
+    def __init__(
+        self, engine: Engine, sql: PostgresSql, *, connect_timeout: int, statement_timeout_ms: int
+    ) -> None:
+        self._connect = partial(
+            connect_async,
+            engine,
+            connect_timeout=connect_timeout,
+            statement_timeout_ms=statement_timeout_ms,
+        )
+        self._sql = sql
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+
+    async def open(self) -> None:
+        pass  # connected on first write: a database that is down at start-up is then a 503, not a crash
+
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        if self._connection is None:
+            self._connection = await self._connect()
+        batch = Batch.plan(events)
+        require_aware(batch.unique)
+        async with self._connection.cursor() as cursor:
+            await cursor.execute(self._sql.write_batch, json_parameter(batch.unique))
+            inserted = {(provider, event_id) for _, provider, event_id in await cursor.fetchall()}
+        return batch.outcomes(inserted)  # committed: the statement has ended
+
+    async def reset(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
+
+    async def close(self) -> None:
+        await self.reset()
+
+
+def make_sinks(engine: Engine, settings: Settings) -> list[Sink]:
+    """PostgreSQL: `settings.write_concurrency` connections, each with a batch in flight, sharing the
+    compiled batch statement. SQLite: one writer process, since SQLite takes one writer at a time."""
+    if engine.dialect.name != "postgresql":
+        return [SqliteProcessSink(sqlite_writer_setup(engine, settings))]
+    sql = PostgresSql(engine.dialect)
+    return [
+        PostgresSink(
+            engine,
+            sql,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout_ms=settings.statement_timeout_ms,
+        )
+        for _ in range(settings.write_concurrency)
+    ]

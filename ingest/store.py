@@ -1,0 +1,122 @@
+"""Storing events exactly once, with group commit.
+
+A delivery queues its event and awaits the outcome. One writer task per process takes everything
+waiting (up to a batch size), has the sink insert it with `INSERT ... ON CONFLICT DO NOTHING RETURNING`
+and fold it into the payments projection, and commits once for the whole batch; only then does each
+delivery learn whether its event was new or a duplicate. So every 2xx follows a commit, the event loop
+never blocks on the database, and a burst costs one commit per batch rather than one per delivery.
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+from errors import StorageUnavailable
+from ingest.deadlines import Deadlines
+from ingest.sinks import RelayedError, Sink
+from payments.events import NormalizedEvent
+
+logger = logging.getLogger("webhooks.store")
+
+_STOP: Final = object()
+_Pending = tuple[NormalizedEvent, "asyncio.Future[bool]"]
+# A batch's outcome per delivery: True new, False duplicate, or the error to answer with.
+_Outcome = bool | StorageUnavailable
+
+
+def _time_out(future: "asyncio.Future[bool]") -> None:
+    if not future.done():
+        # The write may still land; the provider's retry will then be answered as a duplicate.
+        future.set_exception(StorageUnavailable("storage did not confirm the write in time; retry later"))
+
+
+class EventWriter:
+    """Batches queued deliveries onto one or more sinks. Each sink writes one batch at a time; several
+    sinks (PostgreSQL) keep several transactions in flight, so a batch waiting for its commit's
+    fsync does not hold up the next one."""
+
+    def __init__(self, sinks: Sequence[Sink], *, batch_max: int, queue_max: int, timeout: float) -> None:
+        self._sinks = sinks
+        self._batch_max = batch_max
+        self._queue_max = queue_max
+        self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        self._deadlines = Deadlines(timeout, _time_out)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Open the sinks (SQLite's starts its writer process), then take deliveries."""
+        for sink in self._sinks:
+            await sink.open()
+        self._tasks = [
+            asyncio.create_task(self._run(sink), name=f"event-writer-{index}")
+            for index, sink in enumerate(self._sinks)
+        ]
+        self._deadlines.start()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop. Called at shutdown, after the server stopped accepting."""
+        for _ in self._tasks:
+            self._queue.put_nowait(_STOP)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+        for task in self._tasks:
+            task.cancel()
+        await self._deadlines.stop()
+        for sink in self._sinks:
+            await sink.close()
+
+    async def store(self, event: NormalizedEvent) -> bool:
+        """True if `event` is new, False if it was stored before; only after the commit. Raises
+        StorageUnavailable when the commit is not confirmed within the writer's timeout."""
+        if self._queue.qsize() >= self._queue_max:
+            raise StorageUnavailable("too many deliveries are waiting for storage; retry later")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, future))
+        watch = self._deadlines.watch(future)
+        try:
+            return await future
+        finally:
+            watch.active = False
+
+    async def _run(self, sink: Sink) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            if item is _STOP:
+                break
+            batch: list[_Pending] = [item]  # type: ignore[list-item]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            for (_, future), outcome in zip(batch, await self._write(sink, batch), strict=True):
+                if future.done():  # the delivery gave up waiting (it answered 503)
+                    continue
+                if isinstance(outcome, StorageUnavailable):
+                    future.set_exception(StorageUnavailable(outcome.message))
+                else:
+                    future.set_result(outcome)
+
+    async def _write(self, sink: Sink, batch: list[_Pending]) -> Sequence[_Outcome]:
+        try:
+            return await sink.write([event for event, _ in batch])
+        except sink.row_errors as exc:
+            # Something in one row, not the database: write the rows one by one so that a bad row does
+            # not fail its neighbours (rare, since the adapters check every field).
+            await sink.reset()
+            if len(batch) > 1:
+                return [outcome for pending in batch for outcome in await self._write(sink, [pending])]
+            logger.error("an event could not be stored: %s", _name(exc))
+        except Exception as exc:  # unreachable, locked, read-only, or a fault of ours: never a 2xx
+            await sink.reset()
+            logger.warning("storage failed for %d deliveries: %s", len(batch), _name(exc))
+        unavailable = StorageUnavailable("storage is unavailable; retry later")
+        return [unavailable] * len(batch)
+
+
+def _name(exc: Exception) -> str:
+    # Only the type's name: an error's text can quote a row's values, which are payment data.
+    return str(exc) if isinstance(exc, RelayedError) else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Running the service: log lines and request ids, Prometheus metrics, migrations, retention."""

@@ -1,0 +1,152 @@
+"""Prometheus metrics: deliveries by provider and outcome, handling time, and storage readiness.
+
+Each worker process counts its own deliveries. With several workers, prometheus-client's multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR: set before start, one empty directory per start) keeps the counts in
+files that /metrics adds up, so a scrape sees every worker's deliveries whichever worker answers it.
+"""
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from api.auth import bearer, require_token
+from database import ping
+from schemas import UNAUTHORIZED
+
+logger = logging.getLogger("webhooks")
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+# Every outcome a delivery can have: its error code, or processed / duplicate.
+OUTCOMES: Final = (
+    "processed",
+    "duplicate",
+    "signature_missing",
+    "signature_invalid",
+    "signature_expired",
+    "invalid_json",
+    "invalid_payload",
+    "payload_too_large",
+    "request_timeout",
+    "client_disconnected",
+    "storage_unavailable",
+    "provider_not_configured",
+    "internal_error",
+)
+UNKNOWN_PROVIDER: Final = "unknown"  # the label for path segments that name no provider
+
+DELIVERIES: Final = Counter(
+    "webhook_deliveries_total",
+    "Webhook deliveries answered, by provider and outcome",
+    ["provider", "outcome"],
+)
+HANDLING_SECONDS: Final = Histogram(
+    "webhook_delivery_duration_seconds",
+    "Time from request to answer for a webhook delivery, including the wait for its commit",
+    ["provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+@lru_cache(maxsize=256)
+def _series(provider: str, outcome: str) -> tuple[Counter, Histogram]:
+    # labels() looks its child up under a lock on every call; the set of label pairs is small and
+    # fixed (provider names are checked before they get here), so each pair is looked up once.
+    return DELIVERIES.labels(provider, outcome), HANDLING_SECONDS.labels(provider)
+
+
+def observe_delivery(*, provider: str, outcome: str, duration_s: float) -> None:
+    """On the hot path: one counter increment and one histogram observation."""
+    deliveries, handling = _series(provider, outcome)
+    deliveries.inc()
+    handling.observe(duration_s)
+
+
+def initialise(*, providers: Iterable[str]) -> None:
+    """Create every series at zero, so that rate() sees the first delivery of each kind."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    elif multiprocessing.parent_process() is not None:
+        # uvicorn --workers N starts workers with multiprocessing: without the shared directory each
+        # worker would answer /metrics with its own counts only.
+        logger.warning("%s is not set: /metrics counts this worker only", MULTIPROC_ENV)
+    for provider in providers:
+        HANDLING_SECONDS.labels(provider)
+        for outcome in OUTCOMES:
+            DELIVERIES.labels(provider, outcome)
+    DELIVERIES.labels(UNKNOWN_PROVIDER, "unknown_provider")
+
+
+class _Readiness(Collector):
+    """Asked at scrape time, by the worker answering: is the database reachable from here now?"""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            ping(self._engine)
+            ready = 1.0
+        except Exception:  # any failure to reach the database means not ready, as /readyz says
+            ready = 0.0
+        yield GaugeMetricFamily("webhook_storage_ready", "1 when the database answers, else 0", value=ready)
+
+
+class _Forward(Collector):
+    """The process-wide registry (single-process mode), inside the per-scrape registry."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+def exposition(*, engine: Engine, accept: str) -> tuple[bytes, str]:
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Forward())
+    registry.register(_Readiness(engine))
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+async def metrics_access(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    """The read API's tokens guard /metrics too, unless METRICS_PUBLIC=true (a scraper without one)."""
+    if not request.app.state.settings.metrics_public:
+        await require_token(request, credentials)
+
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Depends(metrics_access)],
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format (OpenMetrics if asked)"},
+        401: UNAUTHORIZED,
+    },
+    summary="Prometheus metrics",
+)
+def metrics(request: Request) -> Response:
+    """Deliveries by provider and outcome, handling time, and whether the database answers. Needs a
+    read API token when API_TOKENS is set, unless METRICS_PUBLIC=true."""
+    # A plain `def`: FastAPI runs it in its thread pool, so the database ping never blocks the loop.
+    body, content_type = exposition(engine=request.app.state.engine, accept=request.headers.get("accept", ""))
+    return Response(body, headers={"Content-Type": content_type})
