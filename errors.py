@@ -1,19 +1,8 @@
-"""The API's error vocabulary: one exception per documented error code, one JSON shape for all.
+"""The API's error vocabulary: one exception per documented error code, each with its HTTP status.
 
-Every error the service answers with is `{"error": {"code": ..., "message": ...}}`, rendered here; the
-handlers in main.py and the fast paths turn exceptions (FastAPI's own too) into that shape.
+Every error the service answers with is `{"error": {"code": ..., "message": ...}}`, rendered by
+api/error_shape.py. Plain Python, so security.py raises these without knowing anything of HTTP.
 """
-
-import logging
-from collections.abc import Sequence
-from typing import Any
-
-import orjson
-from starlette.responses import Response
-
-from security import SignatureError
-
-logger = logging.getLogger("webhooks")
 
 
 class ApiError(Exception):
@@ -52,6 +41,25 @@ class ClientDisconnected(ApiError):
     code = "client_disconnected"
 
 
+class SignatureError(ApiError):
+    """A delivery whose signature is missing, malformed, wrong or too old: never stored."""
+
+    status_code = 403
+    code = "signature_invalid"
+
+
+class SignatureMissing(SignatureError):
+    code = "signature_missing"
+
+
+class SignatureInvalid(SignatureError):
+    code = "signature_invalid"
+
+
+class SignatureExpired(SignatureError):
+    code = "signature_expired"
+
+
 class UnknownProvider(ApiError):
     status_code = 404
     code = "unknown_provider"
@@ -82,33 +90,12 @@ class StorageUnavailable(ApiError):
     code = "storage_unavailable"
 
 
-# --- rendering ------------------------------------------------------------------------------------------
+class PaymentAmbiguous(ApiError):
+    status_code = 409
+    code = "payment_ambiguous"
 
 
-def error_response(
-    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
-
-
-def refusal(exc: ApiError | SignatureError) -> Response:
-    """The answer to a refused delivery or request: the documented status and code."""
-    if isinstance(exc, SignatureError):
-        return error_response(403, exc.code, str(exc))
-    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
-
-
-def invalid_request(errors: Sequence[Any]) -> Response:
-    """422 `validation_error` naming each bad parameter as `location.name: problem` (the first five).
-    `errors` are pydantic's, with the location (`query`, `path`...) first in each `loc`."""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors[:5]
-    )
-    return error_response(422, "validation_error", problems or "invalid request")
-
-
-def internal_error(exc: Exception) -> Response:
-    # Never a stack trace to the client; the type alone in the log (the message may quote a payload).
-    logger.error("unhandled %s", type(exc).__name__)
-    return error_response(500, "internal_error", "internal error")
+class InvalidCursor(ApiError):
+    # The same status and code as any other malformed parameter: to a client it is one.
+    status_code = 422
+    code = "validation_error"

@@ -1,6 +1,7 @@
 """The FastAPI app: lifespan, health routes, the one error shape, and assembly of the routers.
 
-Deliveries are handled in api/webhooks.py, the read API in reads.py, metrics in ops/metrics.py.
+Deliveries are handled in api/webhooks.py, the read API in api/reads.py, metrics in ops/metrics.py;
+ARCHITECTURE.md follows one delivery and one read through the packages.
 """
 
 import gc
@@ -8,23 +9,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import reads, webhooks
+from api import health, reads, webhooks
+from api.error_shape import error_response, internal_error, invalid_request, refusal
+from api.hot_routes import HotRoutes
 from api.reader import Reader
-from api.webhooks import WebhookFastPath
 from config import Settings, get_settings
-from database import make_engine, ping
-from errors import ApiError, StorageUnavailable, error_response, internal_error, invalid_request, refusal
+from database import make_engine
+from errors import ApiError
 from ingest.sinks import make_sinks
 from ingest.store import EventWriter
 from ops import metrics, migrate, telemetry
 from providers import build_registry
-from schemas import NOT_READY, HealthOut
-from security import SignatureError
 
 logger = logging.getLogger("webhooks")
 
@@ -45,8 +45,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout=settings.store_timeout_seconds,
     )
     await writer.start()
-    body_deadlines = webhooks.body_deadlines(settings.body_read_timeout_seconds)
-    body_deadlines.start()
     app.state.settings = settings
     app.state.engine = engine
     app.state.reader = Reader(
@@ -56,35 +54,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         statement_timeout_ms=settings.statement_timeout_ms,
     )
     app.state.writer = writer
-    app.state.body_deadlines = body_deadlines
     app.state.providers = build_registry(settings)
     metrics.initialise(providers=app.state.providers)
     if not settings.api_tokens:
         logger.warning("API_TOKENS is not set: the read API is open to anyone who can reach this port")
     # Everything loaded so far lives as long as the process: exempt it from the cyclic collector, whose
-    # full passes over it measured as the slowest deliveries (tens of milliseconds each).
+    # full passes over it were measured as the slowest deliveries (BENCHMARKS.md).
     gc.freeze()
     try:
         yield
     finally:
         await writer.stop()
-        await body_deadlines.stop()
         await app.state.reader.close()
         engine.dispose()
         stop_logging()
-
-
-router = APIRouter()
 
 
 # --- errors: one JSON shape for everything -----------------------------------------------------------
 
 
 async def api_error(_: Request, exc: ApiError) -> Response:
-    return refusal(exc)
-
-
-async def signature_error(_: Request, exc: SignatureError) -> Response:
     return refusal(exc)
 
 
@@ -101,34 +90,11 @@ async def unexpected_error(_: Request, exc: Exception) -> Response:
     return internal_error(exc)
 
 
-# --- health -------------------------------------------------------------------------------------------
-
-
-@router.get("/healthz", response_model=HealthOut, tags=["health"], summary="The process is alive")
-async def healthz() -> HealthOut:
-    return HealthOut(status="ok")
-
-
-@router.get(
-    "/readyz",
-    response_model=HealthOut,
-    responses={503: NOT_READY},
-    tags=["health"],
-    summary="The database is reachable",
-)
-async def readyz(request: Request) -> HealthOut:
-    try:
-        await run_in_threadpool(ping, request.app.state.engine)
-    except Exception as exc:
-        raise StorageUnavailable("database is unreachable") from exc
-    return HealthOut(status="ready")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         # The service exports Prometheus metrics and its own log lines. FastAPI's OpenTelemetry bridge,
-        # on by default, looked up the global OpenTelemetry providers on every request (measured at
-        # about 5% of a delivery's CPU) although none is configured.
+        # on by default, looks up the global OpenTelemetry providers on every request (a measurable
+        # share of a delivery's CPU, BENCHMARKS.md) although none is configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Payment webhook receiver",
         summary="Verifies payment providers' webhooks, stores each event once, serves payment history.",
@@ -136,20 +102,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings_override = settings
-    # The fast paths serve the hot routes ahead of the router. The request id middleware is added last,
-    # so outermost: the id is set before a fast path or FastAPI sees the request.
-    app.add_middleware(reads.HistoryFastPath)
-    app.add_middleware(WebhookFastPath)  # outside the history's: deliveries are the hotter path
+    # The hot routes, served ahead of the router (api/hot_routes.py): deliveries first, the hotter path.
+    # The request id middleware is added last, so outermost: the id is set before either sees a request.
+    app.add_middleware(HotRoutes, routes=[webhooks.HOT_ROUTE, reads.HISTORY_HOT_ROUTE])
     app.add_middleware(telemetry.RequestIdMiddleware)
     app.add_exception_handler(ApiError, api_error)  # type: ignore[arg-type]
-    app.add_exception_handler(SignatureError, signature_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(webhooks.router)
-    app.include_router(router)
+    app.include_router(health.router)
     app.include_router(reads.router)
-    app.include_router(metrics.router)
     return app
 
 

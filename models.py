@@ -72,7 +72,7 @@ class Event(Base):
     received_at: Mapped[UTC_TIME]
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
-    # Set when retention emptied raw_body (`ops/retention.py --redact`): the row still deduplicates.
+    # Set when retention emptied raw_body (`make purge DAYS=n REDACT=1`): the row still deduplicates.
     redacted_at: Mapped[datetime | None]
 
     __table_args__ = (

@@ -1,9 +1,9 @@
 """Signature verification: pure functions over the raw body, the delivery's headers and the secrets.
 
-Nothing here knows about FastAPI or the database. Every failure is a `SignatureError` carrying the
-code the API answers with, so a malformed header can never escape as a 500. Each verifier checks the
-signature first and the replay window second, so `signature_expired` is only ever said of a delivery
-that was authentic once.
+Nothing here knows about FastAPI or the database. Every failure is a `SignatureError` (errors.py)
+carrying the code the API answers with, so a malformed header can never escape as a 500. Each
+verifier checks the signature first and the replay window second, so `signature_expired` is only ever
+said of a delivery that was authentic once.
 
 Header values are taken as the server decoded them (latin-1, as ASGI servers do): where a header value
 is part of the signed message it is encoded back to latin-1, which gives exactly the bytes the provider
@@ -26,28 +26,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from errors import SignatureExpired, SignatureInvalid, SignatureMissing
+
 # Headers arrive as a case-insensitive mapping (Starlette's Headers or a plain dict with lower-case keys).
 HeaderMap = Mapping[str, str]
 
 # Unix seconds with more digits than this are malformed, not a time: 12 digits reach the year 33658.
 # The cap also keeps int() and float arithmetic on a hostile header cheap and free of overflow.
 _MAX_TIMESTAMP_DIGITS = 12
-
-
-class SignatureError(Exception):
-    code = "signature_invalid"
-
-
-class SignatureMissing(SignatureError):
-    code = "signature_missing"
-
-
-class SignatureInvalid(SignatureError):
-    code = "signature_invalid"
-
-
-class SignatureExpired(SignatureError):
-    code = "signature_expired"
 
 
 def require_header(headers: HeaderMap, *names: str) -> str:

@@ -1,47 +1,62 @@
-"""Serving a hot route straight from the ASGI scope, ahead of FastAPI's router.
+"""The hot routes: a delivery and a payment's history, served straight from the ASGI scope.
 
-FastAPI's per-request machinery (routing, dependency and parameter solving, its middleware layers)
-measured as most of the CPU of a delivery and of a history read. A fast path recognises its route
-exactly, calls the same handler as the documented FastAPI route, and renders errors in the same one
-shape; anything it does not recognise exactly (a trailing slash, a root_path prefix) falls through to
-the router, which answers as always.
+FastAPI's per-request machinery (routing, dependency and parameter solving, its middleware layers) is
+most of the CPU of a delivery and of a history read (BENCHMARKS.md). Each hot route is declared twice,
+side by side in its module: as the documented FastAPI route (for /docs, and for any request the matcher
+does not recognise exactly, such as one under a root_path) and as a `HotRoute` that calls the same
+handler. main.py lists every `HotRoute` in one table, served by one `HotRoutes` middleware ahead of the
+router; tests/api/test_hot_routes.py holds both paths to the same answers.
 """
 
-from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from errors import ApiError, internal_error, invalid_request, refusal
-from security import SignatureError
+from api.error_shape import internal_error, invalid_request, refusal
+from errors import ApiError
 
 Match = TypeVar("Match")
 
 
-class FastPath(ABC, Generic[Match]):
-    def __init__(self, app: ASGIApp) -> None:
+@dataclass(frozen=True, slots=True)
+class HotRoute(Generic[Match]):
+    """`route` names the documented route this serves, e.g. "POST /webhooks/{provider}". `match` gives
+    what the handler needs from an HTTP scope of exactly that route, or None for any other scope."""
+
+    route: str
+    match: Callable[[Scope], Match | None]
+    handle: Callable[[Request, Match], Awaitable[Response]]
+
+
+class HotRoutes:
+    """ASGI middleware: the first route of `routes` that matches serves the request, with errors in the
+    service's one shape; anything else goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[HotRoute[Any]]) -> None:
         self.app = app
-
-    @abstractmethod
-    def match(self, scope: Scope) -> Match | None:
-        """What the handler needs from an HTTP scope that is this route's; None for any other."""
-
-    @abstractmethod
-    async def handle(self, request: Request, matched: Match) -> Response: ...
+        self.routes = tuple(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        matched = self.match(scope) if scope["type"] == "http" else None
-        if matched is None:
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            for route in self.routes:
+                matched = route.match(scope)
+                if matched is not None:
+                    await self._serve(route, matched, scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _serve(route: HotRoute[Any], matched: Any, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response = await self.handle(Request(scope, receive), matched)
+            response = await route.handle(Request(scope, receive), matched)
         except RequestValidationError as exc:
             response = invalid_request(exc.errors())
-        except (ApiError, SignatureError) as exc:
+        except ApiError as exc:
             response = refusal(exc)
         except Exception as exc:
             response = internal_error(exc)

@@ -14,17 +14,11 @@ from urllib.parse import quote, urlencode
 import orjson
 from starlette.requests import Request
 
-from errors import ApiError
+from errors import InvalidCursor
 
 HISTORY: Final = "h"  # a payment's events: (occurred_at, row id), oldest first
 FEED: Final = "f"  # all events: row id, newest first
 MAX_ROW_ID: Final = 2**63 - 1  # BIGINT: a larger number would be a database error, not a 422
-
-
-class InvalidCursor(ApiError):
-    # The same status and code as any other malformed parameter: to a client it is one.
-    status_code = 422
-    code = "validation_error"
 
 
 def encode(kind: str, *key: datetime | int) -> str:

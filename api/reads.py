@@ -1,13 +1,11 @@
 """The read API for ops: payment state, payment history and stored events, token-protected.
 
-Each route does all of its database work in one hand-off to the reader's threads (database.Reader):
-one connection or Session per request, opened, used and closed there, so a read never blocks the event
-loop. Lists are keyset-paged (see api/paging.py): every page is one index range scan, however many events
-are stored, and they read only the listed columns, never the raw bodies.
-
-A payment's history is what ops and dashboards poll, so it is also served by `HistoryFastPath`, ahead
-of FastAPI's router, like the webhook routes: the same validation (one `HistoryQuery` model), the same
-token check, the same handler and answers, without FastAPI's per-request machinery.
+A payment's history is what ops and dashboards poll: a precompiled statement run on the event loop
+(`Reader.select`), and a hot route (api/hot_routes.py) served ahead of FastAPI's router with the same
+validation (one `HistoryQuery` model), token check, handler and answers as the documented route. The
+other routes hand their database work to the reader's threads, one connection or Session per request.
+Lists are keyset-paged (api/paging.py): every page is one index range scan, however many events are
+stored, and lists read only the listed columns, never the raw bodies.
 """
 
 import base64
@@ -26,7 +24,7 @@ from starlette.types import Scope
 
 from api import paging
 from api.auth import bearer_token, check_token, require_token
-from api.hot_routes import FastPath
+from api.hot_routes import HotRoute
 from api.params import (
     PROVIDER_NAME,
     EventId,
@@ -45,7 +43,7 @@ from api.params import (
 )
 from api.precompiled import PrecompiledSelect
 from api.reader import Reader
-from errors import ApiError, EventNotFound, PaymentNotFound, StorageUnavailable
+from errors import EventNotFound, PaymentAmbiguous, PaymentNotFound, StorageUnavailable
 from models import Event, Payment, UTCDateTime
 from schemas import (
     EVENT_NOT_FOUND,
@@ -59,11 +57,6 @@ from schemas import (
 )
 
 T = TypeVar("T")
-
-
-class PaymentAmbiguous(ApiError):
-    status_code = 409
-    code = "payment_ambiguous"
 
 
 async def in_session(request: Request, work: Callable[[Session], T]) -> T:
@@ -202,17 +195,12 @@ async def payment_events(
 PAYMENT_ID: Final = TypeAdapter(PaymentId)
 
 
-class HistoryFastPath(FastPath[str]):
-    """`GET /payments/{payment_id}/events`, to the same `history()` as the documented route, with the
-    token checked and the path and query validated by the same definitions (see hot_routes.py)."""
-
-    def match(self, scope: Scope) -> str | None:
-        return _history_payment_id(scope)
-
-    async def handle(self, request: Request, matched: str) -> Response:
-        check_token(bearer_token(request.headers.get("authorization")), request.app.state.settings.api_tokens)
-        payment_id, query = _history_params(matched, request.scope["query_string"])
-        return await history(request, payment_id, query)
+async def hot_history(request: Request, matched: str) -> Response:
+    """`payment_events` for the hot route: the token checked and the path and query validated by the
+    same definitions as the FastAPI route's."""
+    check_token(bearer_token(request.headers.get("authorization")), request.app.state.settings.api_tokens)
+    payment_id, query = _history_params(matched, request.scope["query_string"])
+    return await history(request, payment_id, query)
 
 
 def _history_payment_id(scope: Scope) -> str | None:
@@ -244,6 +232,12 @@ def _history_params(payment_id: str, query_string: bytes) -> tuple[str, HistoryQ
     if errors or query is None:
         raise RequestValidationError(errors)
     return payment_id, query
+
+
+# The history route declared above, served ahead of FastAPI's router by the table in main.py.
+HISTORY_HOT_ROUTE = HotRoute(
+    "GET /payments/{payment_id}/events", match=_history_payment_id, handle=hot_history
+)
 
 
 @router.get(

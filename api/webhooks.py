@@ -1,7 +1,7 @@
 """The delivery path: find the provider -> check its headers -> read the raw body (capped, timed) ->
 verify -> parse -> normalise -> store once -> answer. Each arrow is one call into one module.
 
-The documented FastAPI routes and the ASGI fast path in front of them both call `receive()`.
+The documented FastAPI routes and their hot route (api/hot_routes.py) both call `receive()`.
 """
 
 import asyncio
@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.types import Scope
 
-from api.hot_routes import FastPath
+from api.hot_routes import HotRoute
 from errors import (
     ApiError,
     ClientDisconnected,
@@ -24,11 +24,9 @@ from errors import (
     RequestTimeout,
     UnknownProvider,
 )
-from ingest.deadlines import Deadlines
 from ops import telemetry
 from providers import Provider
 from schemas import WEBHOOK_RESPONSES, WebhookAck
-from security import SignatureError
 
 router = APIRouter(tags=["webhooks"])
 
@@ -43,51 +41,32 @@ def header_map(request: Request) -> dict[str, str]:
     return headers
 
 
-async def read_body(
-    request: Request, headers: dict[str, str], limit: int, *, deadlines: "Deadlines[asyncio.Task[Any]]"
-) -> bytes:
+async def read_body(request: Request, headers: dict[str, str], limit: int, *, timeout: float) -> bytes:
     """The raw body, refused as soon as it is known to exceed `limit`, without reading the rest, or
-    when it has not all arrived within the deadlines' timeout (however slowly it trickles in). Read
-    from the ASGI messages themselves: Starlette's stream() adds an async generator per delivery."""
+    when it has not all arrived within `timeout` seconds (however slowly it trickles in). Read from the
+    ASGI messages themselves: Starlette's stream() adds an async generator per delivery."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    task = asyncio.current_task()
-    assert task is not None  # an ASGI app always runs in a task
-    # The only await below is receive(): if the deadline passes, that is where the cancellation lands.
-    watch = deadlines.watch(task)
     try:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected("the client closed the connection before sending the whole body")
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-    except asyncio.CancelledError:
-        # Ours only if the deadline passed and nothing else (a shutdown) also cancelled the task.
-        if not watch.expired or task.uncancel() > 0:
-            raise
-        message_text = f"body not received within {deadlines.timeout:g} s"
-        raise RequestTimeout(message_text, headers={"Connection": "close"}) from None
-    finally:
-        watch.active = False
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnected("the client closed the connection before sending the whole body")
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        refused = f"body not received within {timeout:g} s"
+        raise RequestTimeout(refused, headers={"Connection": "close"}) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def body_deadlines(timeout: float) -> "Deadlines[asyncio.Task[Any]]":
-    """Cancels the task of a body read that outlasts `timeout`; read_body answers it 408."""
-    return Deadlines(timeout, _cancel)
-
-
-def _cancel(task: "asyncio.Task[Any]") -> None:
-    task.cancel()
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -124,7 +103,7 @@ async def receive(request: Request, provider_name: str) -> Response:
         provider.check_headers(headers)
         settings = request.app.state.settings
         body = await read_body(
-            request, headers, settings.max_body_bytes, deadlines=request.app.state.body_deadlines
+            request, headers, settings.max_body_bytes, timeout=settings.body_read_timeout_seconds
         )
         now = time.time()
         await provider.verify(body, headers, now)
@@ -140,9 +119,9 @@ async def receive(request: Request, provider_name: str) -> Response:
             orjson.dumps({"status": outcome.outcome, "event_id": event.event_id}),
             media_type="application/json",
         )
-    except (ApiError, SignatureError) as exc:
+    except ApiError as exc:
         outcome.outcome = exc.code
-        outcome.status_code = exc.status_code if isinstance(exc, ApiError) else 403
+        outcome.status_code = exc.status_code
         raise
     finally:
         telemetry.record_delivery(request, outcome, time.perf_counter() - started)
@@ -187,16 +166,6 @@ async def receive_razorpay_legacy(request: Request) -> Response:
     return await receive(request, "razorpay")
 
 
-class WebhookFastPath(FastPath[str]):
-    """Deliveries, to the same `receive()` as the documented webhook routes (see hot_routes.py)."""
-
-    def match(self, scope: Scope) -> str | None:
-        return _webhook_provider(scope)
-
-    async def handle(self, request: Request, matched: str) -> Response:
-        return await receive(request, matched)
-
-
 def _webhook_provider(scope: Scope) -> str | None:
     if scope["method"] != "POST":
         return None
@@ -205,3 +174,7 @@ def _webhook_provider(scope: Scope) -> str | None:
         return "razorpay"
     name = path.removeprefix("/webhooks/")
     return name if name != path and name and "/" not in name else None
+
+
+# Both routes declared above, served ahead of FastAPI's router by the table in main.py (api/hot_routes.py).
+HOT_ROUTE = HotRoute("POST /webhooks/{provider}", match=_webhook_provider, handle=receive)

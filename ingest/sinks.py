@@ -89,12 +89,10 @@ def new_events(
 class SqliteSql:
     """A batch as two statements on SQLite, each reading its rows from one JSON parameter (json_each):
     the events, then their fold into payments (`fold.fold`, in Python). The writer process runs them
-    (ingest/sqlite_writer.py), with values in the form SQLite stores them (times as `sqlite_time`, booleans as
-    0/1). SQLite's JSON has no binary type and this SQLite (3.40) no unhex(), so the raw bodies travel
-    as one BLOB parameter, each row naming its slice. Measured against a statement per row with
-    SQLAlchemy's conversions: about a third less of the writer's CPU a delivery, and 900-1,800 more
-    deliveries a second in 4 of 5 paired runs over sockets, though not in a full benchmark run
-    (BENCHMARKS.md)."""
+    (ingest/sqlite_writer.py), with values in the form SQLite stores them (times as `sqlite_time`,
+    booleans as 0/1). SQLite's JSON has no binary type and this SQLite (3.40) no unhex(), so the raw
+    bodies travel as one BLOB parameter, each row naming its slice. Chosen over a statement per row
+    with SQLAlchemy's conversions for the writer's CPU a delivery (BENCHMARKS.md)."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)
@@ -147,10 +145,10 @@ def _key(name: str) -> ColumnElement[Any]:
 class PostgresSql:
     """A batch as one statement on PostgreSQL: the events inserted from one JSON parameter
     (`postgres_json_rows`), the new ones folded into payments (`projection.fold_select`, in a second
-    data-modifying CTE), and the new rows' keys returned. Measured against the events and the payments
-    as two statements and a COMMIT: the event loop no longer waits out four round trips per batch, each
-    taking its turn behind the deliveries, and psycopg encodes one text parameter in C instead of an
-    array per column in Python (BENCHMARKS.md)."""
+    data-modifying CTE), and the new rows' keys returned. Chosen over two statements and a COMMIT: the
+    event loop does not wait out several round trips per batch, each taking its turn behind the
+    deliveries, and psycopg encodes one text parameter in C instead of an array per column in Python
+    (BENCHMARKS.md)."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = cast(Table, Event.__table__)

@@ -154,8 +154,8 @@ def payment_parameters(payments: list[dict[str, Any]]) -> dict[str, Any]:
 
 def sqlite_time(value: datetime) -> str:
     """What UTCDateTime stores on SQLite for `value`: SQLAlchemy's DATETIME text of the naive UTC time.
-    Written in one step for the batch writer, where the two-stage type conversion cost 2.4 us a value
-    against 0.8 us; tests/ingest/test_sinks.py holds the two equal."""
+    Written in one step for the batch writer, where SQLAlchemy's two-stage type conversion cost about
+    three times as much (BENCHMARKS.md); tests/ingest/test_sinks.py holds the two equal."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     utc = value.astimezone(UTC)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Final
 
 from errors import StorageUnavailable
-from ingest.deadlines import Deadlines
 from ingest.sinks import RelayedError, Sink
 from payments.events import NormalizedEvent
 
@@ -23,12 +22,6 @@ _STOP: Final = object()
 _Pending = tuple[NormalizedEvent, "asyncio.Future[bool]"]
 # A batch's outcome per delivery: True new, False duplicate, or the error to answer with.
 _Outcome = bool | StorageUnavailable
-
-
-def _time_out(future: "asyncio.Future[bool]") -> None:
-    if not future.done():
-        # The write may still land; the provider's retry will then be answered as a duplicate.
-        future.set_exception(StorageUnavailable("storage did not confirm the write in time; retry later"))
 
 
 class EventWriter:
@@ -41,7 +34,7 @@ class EventWriter:
         self._batch_max = batch_max
         self._queue_max = queue_max
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
-        self._deadlines = Deadlines(timeout, _time_out)
+        self._timeout = timeout
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -52,7 +45,6 @@ class EventWriter:
             asyncio.create_task(self._run(sink), name=f"event-writer-{index}")
             for index, sink in enumerate(self._sinks)
         ]
-        self._deadlines.start()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop. Called at shutdown, after the server stopped accepting."""
@@ -62,7 +54,6 @@ class EventWriter:
             await asyncio.wait(self._tasks, timeout=timeout)
         for task in self._tasks:
             task.cancel()
-        await self._deadlines.stop()
         for sink in self._sinks:
             await sink.close()
 
@@ -73,11 +64,13 @@ class EventWriter:
             raise StorageUnavailable("too many deliveries are waiting for storage; retry later")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, future))
-        watch = self._deadlines.watch(future)
         try:
-            return await future
-        finally:
-            watch.active = False
+            async with asyncio.timeout(self._timeout):
+                return await future
+        except TimeoutError:
+            # The timeout cancelled the future, so the writer skips it; the write may still land, and
+            # the provider's retry is then answered as a duplicate.
+            raise StorageUnavailable("storage did not confirm the write in time; retry later") from None
 
     async def _run(self, sink: Sink) -> None:
         stopping = False

@@ -10,10 +10,8 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Annotated, Final
+from typing import Final
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -21,9 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from api.auth import bearer, require_token
 from database import ping
-from schemas import UNAUTHORIZED
 
 logger = logging.getLogger("webhooks")
 
@@ -121,32 +117,3 @@ def exposition(*, engine: Engine, accept: str) -> tuple[bytes, str]:
     registry.register(_Readiness(engine))
     encoder, content_type = choose_encoder(accept)
     return encoder(registry), content_type
-
-
-async def metrics_access(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> None:
-    """The read API's tokens guard /metrics too, unless METRICS_PUBLIC=true (a scraper without one)."""
-    if not request.app.state.settings.metrics_public:
-        await require_token(request, credentials)
-
-
-router = APIRouter(tags=["operations"])
-
-
-@router.get(
-    "/metrics",
-    dependencies=[Depends(metrics_access)],
-    response_class=Response,
-    responses={
-        200: {"content": {"text/plain": {}}, "description": "Prometheus text format (OpenMetrics if asked)"},
-        401: UNAUTHORIZED,
-    },
-    summary="Prometheus metrics",
-)
-def metrics(request: Request) -> Response:
-    """Deliveries by provider and outcome, handling time, and whether the database answers. Needs a
-    read API token when API_TOKENS is set, unless METRICS_PUBLIC=true."""
-    # A plain `def`: FastAPI runs it in its thread pool, so the database ping never blocks the loop.
-    body, content_type = exposition(engine=request.app.state.engine, accept=request.headers.get("accept", ""))
-    return Response(body, headers={"Content-Type": content_type})

@@ -22,10 +22,6 @@ STATUS_RANK: Final[dict[str, int]] = {
 NO_STATUS_RANK: Final = -1  # events that say nothing about the payment's state (e.g. refund.created)
 
 
-def status_rank(status: str | None) -> int:
-    return NO_STATUS_RANK if status is None else STATUS_RANK[status]
-
-
 @dataclass(slots=True, frozen=True)
 class NormalizedEvent:
     provider: str

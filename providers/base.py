@@ -36,7 +36,7 @@ class Provider(ABC):
 
     @abstractmethod
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
-        """Raise a `security.SignatureError` unless the body is authentic."""
+        """Raise a `errors.SignatureError` unless the body is authentic."""
 
     @abstractmethod
     def normalise(

@@ -22,14 +22,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config import Settings
-from errors import InvalidPayload
+from errors import InvalidPayload, SignatureInvalid
 from payments.events import NormalizedEvent
 from providers import fields
 from providers.base import Provider
 from providers.money import decimal_to_minor
 from security import (
     HeaderMap,
-    SignatureInvalid,
     check_paypal_cert_url,
     load_paypal_certificate,
     parse_paypal_headers,

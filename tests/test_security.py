@@ -18,10 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import security
-from errors import InvalidPayload
+from errors import InvalidPayload, SignatureExpired, SignatureInvalid, SignatureMissing
 from providers import fields
 from providers.money import decimal_to_minor, minor_unit_exponent
-from security import SignatureExpired, SignatureInvalid, SignatureMissing
 from tests.provider_support import (
     PAYPAL_CERT_URL,
     PAYPAL_WEBHOOK_ID,

@@ -22,11 +22,10 @@ from hypothesis import strategies as st
 
 import security
 from config import Settings
-from errors import InvalidPayload
+from errors import InvalidPayload, SignatureError, SignatureExpired, SignatureInvalid
 from payments.events import STATUS_RANK, NormalizedEvent
 from providers import build_registry
 from providers.fields import BIGINT_MAX, MAX_ID_LENGTH
-from security import SignatureError, SignatureExpired, SignatureInvalid
 from tests.provider_support import (
     PAYPAL_WEBHOOK_ID,
     STANDARD_SECRET,

@@ -23,10 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import security
-from errors import InvalidPayload
+from errors import InvalidPayload, SignatureError
 from main import create_app
 from providers import fields, money
-from security import SignatureError
 from tests.conftest import BACKENDS, make_settings
 from tests.factories import razorpay_delivery, razorpay_event, razorpay_signature
 from tests.load import (

@@ -1,34 +1,43 @@
-"""`GET /payments/{id}/events` is served by a fast path ahead of FastAPI's router. It must answer
-exactly as the documented route does, for good and bad input alike: the same status, body and Link
-header, whatever the token, path and query. Both are run here side by side, on the same database."""
+"""The hot routes (a delivery, a payment's history) are served ahead of FastAPI's router. Each must
+answer exactly as its documented route does, for good and bad input alike: the same status, body and
+headers, whatever the token, path, query and body. Both are run here side by side."""
 
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from api import reads
+from api.hot_routes import HotRoutes
 from main import create_app
 from schemas import EventOut
 from tests.conftest import make_settings
 from tests.factories import razorpay_delivery, razorpay_event
 
 TOKEN = "history-token"
+
+
+def without_hot_routes(app: FastAPI) -> FastAPI:
+    """The same app with every request going through FastAPI's router."""
+    kept = [m for m in app.user_middleware if m.cls is not HotRoutes]
+    assert len(kept) == len(app.user_middleware) - 1
+    app.user_middleware = kept
+    return app
+
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def pair(database_url: str) -> Iterator[tuple[TestClient, TestClient]]:
-    """(the app as served, the same app without the fast path), on one database."""
+    """(the app as served, the same app without the hot route), on one database."""
     fast = create_app(make_settings(database_url, api_tokens=[TOKEN]))
-    routed = create_app(make_settings(database_url, api_tokens=[TOKEN]))
-    routed.user_middleware = [m for m in routed.user_middleware if m.cls is not reads.HistoryFastPath]
-    assert len(routed.user_middleware) == len(fast.user_middleware) - 1
+    routed = without_hot_routes(create_app(make_settings(database_url, api_tokens=[TOKEN])))
     with (
         TestClient(fast, raise_server_exceptions=False) as fast_client,
         TestClient(routed, raise_server_exceptions=False) as routed_client,
@@ -146,9 +155,9 @@ def test_the_list_is_what_pydantic_would_serialise(pair: tuple[TestClient, TestC
     assert response.content == adapter.dump_json(adapter.validate_json(response.content))
 
 
-def test_paths_the_fast_path_does_not_own_reach_the_router(pair: tuple[TestClient, TestClient]) -> None:
+def test_paths_the_hot_route_does_not_own_reach_the_router(pair: tuple[TestClient, TestClient]) -> None:
     fast, _ = pair
-    # Starlette's redirect to the path without the slash: the router answered, not the fast path.
+    # Starlette's redirect to the path without the slash: the router answered, not the hot route.
     assert fast.get("/payments/pay_014/events/", headers=AUTH, follow_redirects=False).status_code == 307
     assert fast.post("/payments/pay_014/events", headers=AUTH).status_code == 405
     assert fast.get("/payments/pay_014", headers=AUTH).json()["payment_id"] == "pay_014"
@@ -187,3 +196,33 @@ def test_the_history_reads_with_libpq_parameters_in_the_database_url(database_ur
         history = client.get("/payments/pay_url/events", headers=AUTH)
     assert history.status_code == 200, history.text
     assert [event["event_id"] for event in history.json()] == ["evt_url"]
+
+
+DELIVERY_CASES = {
+    "authentic": lambda body, headers: (body, headers),
+    "tampered": lambda body, headers: (body + b" ", headers),
+    "no signature": lambda body, headers: (body, {"Content-Type": "application/json"}),
+    "not json": lambda body, headers: razorpay_delivery(b"{not json"),
+    "not an object": lambda body, headers: razorpay_delivery(b"[1, 2]"),
+    "no event type": lambda body, headers: razorpay_delivery(b'{"id": "evt_x"}'),
+}
+
+
+@pytest.mark.parametrize(
+    "path", ["/webhooks/razorpay", "/webhook/payments", "/webhooks/acme", "/webhooks/stripe"]
+)
+@pytest.mark.parametrize("case", list(DELIVERY_CASES))
+def test_a_delivery_gets_the_same_answer_from_both(
+    database_url: str, tmp_path: Any, path: str, case: str
+) -> None:
+    """Each app on a database of its own, so that the authentic delivery is new to both."""
+    fast = create_app(make_settings(database_url))
+    routed = without_hot_routes(create_app(make_settings(f"sqlite:///{tmp_path / 'routed.db'}")))
+    body, headers = DELIVERY_CASES[case](*razorpay_delivery(razorpay_event(event_id="evt_same")))
+    with TestClient(fast) as fast_client, TestClient(routed) as routed_client:
+        answers = [
+            client.post(path, content=body, headers=headers) for client in (fast_client, routed_client)
+        ]
+    assert answers[0].status_code == answers[1].status_code
+    assert answers[0].json() == answers[1].json()
+    assert answers[0].headers.get("content-type") == answers[1].headers.get("content-type")

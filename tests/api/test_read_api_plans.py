@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from api.precompiled import PrecompiledSelect
-from tests.factories import razorpay_delivery, razorpay_event
 from tests.api.test_read_api import next_url
+from tests.factories import razorpay_delivery, razorpay_event
 
 
 @pytest.fixture

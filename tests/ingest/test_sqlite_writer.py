@@ -18,8 +18,8 @@ from ingest.store import EventWriter
 from ops import migrate
 from tests.conftest import make_settings
 from tests.factories import razorpay_delivery, razorpay_event
-from tests.load import LoggedServer, stored_bodies, wait_until
 from tests.ingest.test_sinks import an_event
+from tests.load import LoggedServer, stored_bodies, wait_until
 
 
 def gone(pid: int) -> bool:

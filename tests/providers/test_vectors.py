@@ -15,7 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import security
-from security import SignatureError, require_header
+from errors import SignatureError
+from security import require_header
 from tests.conftest import FIXTURES, fixture_path
 
 EXPECTED_COUNT = 59
