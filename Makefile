@@ -25,12 +25,10 @@ $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed
 	$(BIN)/pip install -q -r requirements-bench.txt
 	touch $@
 
-# Each worker counts its deliveries in files under PROMETHEUS_MULTIPROC_DIR, which /metrics adds up: a
-# fresh directory per start (removed at exit), unless one is given, which must then be emptied first.
+# ops/serve.py gives uvicorn a fresh PROMETHEUS_MULTIPROC_DIR (unless one is given) and removes it at exit;
+# SIGTERM or SIGINT to make's process group, to ops/serve.py or to uvicorn, or SIGTERM to make, stops it.
 run: $(VENV)/.installed migrate
-	@if [ -n "$$PROMETHEUS_MULTIPROC_DIR" ]; then dir="$$PROMETHEUS_MULTIPROC_DIR"; \
-	else dir="$$(mktemp -d)"; trap 'rm -rf "$$dir"' EXIT INT TERM; fi; \
-	PROMETHEUS_MULTIPROC_DIR="$$dir" $(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	@$(BIN)/python -m ops.serve $(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 # Apply pending migrations to DATABASE_URL. The service also does this at start-up (MIGRATE_ON_START),
 # under the same lock, so running both at once is safe.
