@@ -31,6 +31,7 @@ from errors import ApiError, EventNotFound, PaymentNotFound, StorageUnavailable
 from fast_path import FastPath
 from models import Event, Payment, UTCDateTime
 from precompiled import PrecompiledSelect
+from providers import REDACTED, SIGNATURE_HEADERS
 from read_params import (
     PROVIDER_NAME,
     EventId,
@@ -348,6 +349,12 @@ def detail(event: Event) -> EventDetail:
             "id_derived": event.id_derived,
             "raw_body": raw_body,
             "raw_body_encoding": encoding,
-            "headers": event.headers,
+            "headers": shown_headers(event.headers),
         }
     )
+
+
+def shown_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The stored headers with every signature replaced by REDACTED: a reader needs to see that one was
+    sent, not its value, which a forger could present again (PayPal's signs only a CRC32 of the body)."""
+    return {name: REDACTED if name in SIGNATURE_HEADERS else value for name, value in headers.items()}

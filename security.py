@@ -50,6 +50,11 @@ class SignatureExpired(SignatureError):
     code = "signature_expired"
 
 
+class SignatureReused(SignatureInvalid):
+    """An authentic signature presented with a body other than the one it was first accepted with: the
+    database found the delivery's signed key (PayPal's transmission id) stored with another body."""
+
+
 def require_header(headers: HeaderMap, *names: str) -> str:
     """The first of `names` present and non-empty, else `SignatureMissing` naming the first."""
     for name in names:
