@@ -82,7 +82,8 @@ class Event(Base):
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),
         # The second guarantee: a signed key is stored once per provider. Rows without one (NULL) never
         # conflict. Batches insert with ON CONFLICT DO NOTHING over both, so neither is check-then-insert.
-        Index("uq_webhook_events_provider_signed_key", "provider", "signed_key", unique=True),
+        # The key leads: a read by provider and event id must not find a prefix of this index to scan.
+        Index("uq_webhook_events_provider_signed_key", "signed_key", "provider", unique=True),
         # A payment's history in order is one index range scan, however many events are stored.
         Index("ix_webhook_events_payment_history", "payment_id", "occurred_at", "id"),
         Index("ix_webhook_events_received_at", "received_at"),

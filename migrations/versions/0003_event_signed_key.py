@@ -42,7 +42,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("signed_key", sa.String(length=255), nullable=True))
     # The index first: the backfill's "is this key taken?" is then an index lookup.
     op.create_index(
-        "uq_webhook_events_provider_signed_key", "webhook_events", ["provider", "signed_key"], unique=True
+        "uq_webhook_events_provider_signed_key", "webhook_events", ["signed_key", "provider"], unique=True
     )
     if not context.is_offline_mode():  # `--sql` output has no rows to read
         _backfill(op.get_bind())
