@@ -60,6 +60,11 @@ class SignatureExpired(SignatureError):
     code = "signature_expired"
 
 
+class SignatureReused(SignatureInvalid):
+    """An authentic signature presented with a body other than the one it was first accepted with: the
+    database found the delivery's signed key (PayPal's transmission id) stored with another body."""
+
+
 class UnknownProvider(ApiError):
     status_code = 404
     code = "unknown_provider"

@@ -1,5 +1,6 @@
-"""The schema. The unique constraint on (provider, event_id) is the idempotency guarantee: the database,
-not application code, decides whether a delivery is new."""
+"""The schema. The unique constraint on (provider, event_id) is the idempotency guarantee, and the unique
+index on (provider, signed_key) keeps a signature from being accepted for two bodies: the database, not
+application code, decides whether a delivery is new."""
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -74,9 +75,15 @@ class Event(Base):
     headers: Mapped[dict[str, Any]]
     # Set when retention emptied raw_body (`make purge DAYS=n REDACT=1`): the row still deduplicates.
     redacted_at: Mapped[datetime | None]
+    # What the signature binds when the event id is not signed (events.NormalizedEvent.signed_key).
+    signed_key: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),
+        # The second guarantee: a signed key is stored once per provider. Rows without one (NULL) never
+        # conflict. Batches insert with ON CONFLICT DO NOTHING over both, so neither is check-then-insert.
+        # The key leads: a read by provider and event id must not find a prefix of this index to scan.
+        Index("uq_webhook_events_provider_signed_key", "signed_key", "provider", unique=True),
         # A payment's history in order is one index range scan, however many events are stored.
         Index("ix_webhook_events_payment_history", "payment_id", "occurred_at", "id"),
         Index("ix_webhook_events_received_at", "received_at"),

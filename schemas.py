@@ -64,8 +64,9 @@ class EventDetail(EventOut):
         description="`base64` only when the stored bytes are not valid UTF-8", examples=["utf-8"]
     )
     headers: dict[str, str] = Field(
-        description="The delivery headers kept as evidence (signature, event id, content type, request id)",
-        examples=[{"content-type": "application/json", "x-razorpay-signature": "9f3c...e1"}],
+        description="The delivery headers kept as evidence (signature, event id, content type, request id); "
+        "signature headers are shown as `[redacted]`",
+        examples=[{"content-type": "application/json", "x-razorpay-signature": "[redacted]"}],
     )
 
 
@@ -117,8 +118,9 @@ WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _error(
         "signature_invalid",
         "X-Razorpay-Signature does not match the body",
-        "`signature_missing`, `signature_invalid` (also for malformed signature headers) or "
-        "`signature_expired` (timestamp outside SIGNATURE_TOLERANCE_SECONDS)",
+        "`signature_missing`, `signature_invalid` (also for malformed signature headers, and for a PayPal "
+        "transmission id already accepted with another body) or `signature_expired` (timestamp outside "
+        "SIGNATURE_TOLERANCE_SECONDS)",
     ),
     404: _error(
         "unknown_provider", "no provider named 'acme'", "`unknown_provider` or `provider_not_configured`"

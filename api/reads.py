@@ -45,6 +45,7 @@ from api.precompiled import PrecompiledSelect
 from api.reader import Reader
 from errors import EventNotFound, PaymentAmbiguous, PaymentNotFound, StorageUnavailable
 from models import Event, Payment, UTCDateTime
+from providers import REDACTED, SIGNATURE_HEADERS
 from schemas import (
     EVENT_NOT_FOUND,
     PAGED_LIST_HEADERS,
@@ -342,6 +343,12 @@ def detail(event: Event) -> EventDetail:
             "id_derived": event.id_derived,
             "raw_body": raw_body,
             "raw_body_encoding": encoding,
-            "headers": event.headers,
+            "headers": shown_headers(event.headers),
         }
     )
+
+
+def shown_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The stored headers with every signature replaced by REDACTED: a reader needs to see that one was
+    sent, not its value, which a forger could present again (PayPal's signs only a CRC32 of the body)."""
+    return {name: REDACTED if name in SIGNATURE_HEADERS else value for name, value in headers.items()}

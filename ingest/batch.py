@@ -1,15 +1,21 @@
 """The events of one transaction, as both databases' writers plan it: no SQLAlchemy here, since SQLite's
 writer process (ingest/sqlite_writer.py) runs it too."""
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from payments.events import NormalizedEvent
 
+# An event's outcome: True stored by this batch, False stored before (a duplicate), None refused (not
+# stored: its signed key is stored with another body, a signature presented again for a forged body).
+Outcome = bool | None
+SignedKey = tuple[str, str]  # (provider, signed key)
+
 
 @dataclass
 class Batch:
-    """The events of one transaction: each (provider, event_id) once, in key order."""
+    """The events of one transaction: each (provider, event_id) once, in key order, and each signed key
+    once, with the delivery that arrived first."""
 
     events: Sequence[NormalizedEvent]
     unique: list[NormalizedEvent]
@@ -18,16 +24,55 @@ class Batch:
     @classmethod
     def plan(cls, events: Sequence[NormalizedEvent]) -> "Batch":
         first_index: dict[tuple[str, str], int] = {}
+        signed_keys: set[SignedKey] = set()
         for index, event in enumerate(events):
             first_index.setdefault((event.provider, event.event_id), index)
+        # Of two events with one signed key, the database would keep the first in key order, which the
+        # sender of the later one could choose: the one that arrived first is written, the later one is
+        # settled against it (`unsettled`), as if it had come in the next batch.
+        written: list[tuple[str, str]] = []
+        for key, index in first_index.items():  # in order of arrival
+            event = events[index]
+            if event.signed_key is not None:
+                if (event.provider, event.signed_key) in signed_keys:
+                    continue
+                signed_keys.add((event.provider, event.signed_key))
+            written.append(key)
         # Sorted keys: concurrent writers (other processes) take the unique-index locks in the same
         # order, so they queue behind each other instead of deadlocking.
-        keys = sorted(first_index)
-        return cls(events=events, unique=[events[first_index[key]] for key in keys], first_index=first_index)
+        unique = [events[first_index[key]] for key in sorted(written)]
+        return cls(events=events, unique=unique, first_index=first_index)
 
-    def outcomes(self, inserted: Collection[tuple[str, str]]) -> list[bool]:
-        """Per event, new or not, given the keys the database inserted. Of several deliveries of one
-        event in a batch, the first is the new one; the rest are duplicates, as if they had arrived
-        just after it."""
-        keys = ((event.provider, event.event_id) for event in self.events)
-        return [self.first_index[key] == index and key in inserted for index, key in enumerate(keys)]
+    def unsettled(self, inserted: Collection[tuple[str, str]]) -> list[SignedKey]:
+        """The signed keys of the events this batch did not store: whether each is a duplicate or a
+        reused signature depends on the body of the row that holds its key (`outcomes`' `holders`)."""
+        keys = {
+            (event.provider, event.signed_key)
+            for index, event in enumerate(self.events)
+            if event.signed_key is not None and not self._stored(index, event, inserted)
+        }
+        return sorted(keys)
+
+    def outcomes(
+        self, inserted: Collection[tuple[str, str]], holders: Mapping[SignedKey, bytes | None]
+    ) -> list[Outcome]:
+        """Per event, given the (provider, event_id) keys the database inserted and, for the `unsettled`
+        signed keys, the body of the row holding each (None when retention emptied it). Of several
+        deliveries of one event in a batch, the first is the new one; the rest are duplicates, as if
+        they had arrived just after it. An event not stored whose signed key is held by a row with
+        another body is refused."""
+        outcomes: list[Outcome] = []
+        for index, event in enumerate(self.events):
+            if self._stored(index, event, inserted):
+                outcomes.append(True)
+                continue
+            held = holders.get((event.provider, event.signed_key)) if event.signed_key is not None else None
+            # A holder whose body retention emptied (None) cannot be compared. It is older than the
+            # retention period, far past PayPal's replay window, so this is a retry of a Razorpay body
+            # (whose key is the body's digest): a duplicate. Nothing is stored either way.
+            outcomes.append(None if held is not None and held != event.raw_body else False)
+        return outcomes
+
+    def _stored(self, index: int, event: NormalizedEvent, inserted: Collection[tuple[str, str]]) -> bool:
+        key = (event.provider, event.event_id)
+        return self.first_index[key] == index and key in inserted

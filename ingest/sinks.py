@@ -1,9 +1,11 @@
 """Where a batch of events is written: the SQL of one batch, and one sink per database.
 
-A batch is one transaction: `INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING` for its
-events (the database decides what is new), then their fold into the payments projection, then the
-commit. Rows travel as one JSON parameter, which orjson writes in C, and each database reads it with
-its own JSON functions. On SQLite, in a writer process of its own (ingest/sqlite_writer.py), that is two
+A batch is one transaction: `INSERT ... ON CONFLICT DO NOTHING RETURNING` for its events (the unique
+constraints on (provider, event_id) and (provider, signed_key) decide what is new), then their fold
+into the payments projection, then the commit. Events not stored that carry a signed key are settled
+by one more read, of the rows holding those keys: a duplicate, or a signature reused for another body.
+Rows travel as one JSON parameter, which orjson writes in C, and each database reads it with its own
+JSON functions. On SQLite, in a writer process of its own (ingest/sqlite_writer.py), that is two
 statements (events, then payments folded in Python) and the commit; on PostgreSQL one statement, folded
 in SQL and committed as it ends.
 The statements are compiled once from their Core definitions and run on the driver's own cursor:
@@ -34,7 +36,9 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    and_,
     bindparam,
+    case,
     column,
     func,
     literal_column,
@@ -47,8 +51,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from config import Settings
 from database import compile_for, connect_async, sqlite_connect_args, sqlite_pragmas
 from ingest import sqlite_writer
-from ingest.batch import Batch
-from ingest.sqlite_writer import MESSAGE_SIZE, WriterSetup, message
+from ingest.batch import Batch, Outcome, SignedKey
+from ingest.sqlite_writer import MESSAGE_SIZE, WriterSetup, message, signed_key_parameters
 from models import Event, Payment
 from payments import projection
 from payments.events import NormalizedEvent
@@ -61,9 +65,10 @@ class Sink(Protocol):
     async def open(self) -> None:
         """Get ready to write, before the first delivery waits on it."""
 
-    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
-        """Store `events` and commit; per event, whether it was new. Raises when the batch was not
-        stored: one of `row_errors` when a row is at fault."""
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[Outcome]:
+        """Store `events` and commit; per event, whether it was new, or None when it was refused
+        (batch.Outcome). Raises when the batch was not stored: one of `row_errors` when a row is at
+        fault."""
 
     async def reset(self) -> None:
         """Drop the connection after an error; the next write opens a new one."""
@@ -74,15 +79,28 @@ class Sink(Protocol):
 AnyInsert = TypeVar("AnyInsert", postgresql.Insert, sqlite.Insert)
 
 
-def new_events(
-    insert: AnyInsert, rows_of: Callable[[Sequence[Column[Any]]], Select[*tuple[Any, ...]]]
-) -> AnyInsert:
-    """`INSERT INTO webhook_events (...) SELECT ... ON CONFLICT (provider, event_id) DO NOTHING`, the
-    rows from `rows_of(columns)`: every column but the generated id. The unique constraint decides
-    which are new; the caller says what to return."""
+RowsOf = Callable[[Sequence[Column[Any]]], Select[*tuple[Any, ...]]]
+
+
+def new_events(insert: AnyInsert, rows_of: RowsOf) -> AnyInsert:
+    """`INSERT INTO webhook_events (...) SELECT ... ON CONFLICT DO NOTHING`, the rows from
+    `rows_of(columns)`: every column but the generated id. The unique constraints decide which are new,
+    both of them: (provider, event_id) and (provider, signed_key), so no conflict target is named. The
+    caller says what to return."""
     columns = [column for column in cast(Table, Event.__table__).c if column.name != "id"]
-    return insert.from_select([column.name for column in columns], rows_of(columns)).on_conflict_do_nothing(
-        index_elements=["provider", "event_id"]
+    return insert.from_select([column.name for column in columns], rows_of(columns)).on_conflict_do_nothing()
+
+
+def signed_key_holders(rows_of: RowsOf) -> Select[*tuple[Any, ...]]:
+    """`SELECT provider, signed_key, raw_body FROM webhook_events JOIN (the keys) ...`: the stored body
+    of each row holding one of the signed keys in `rows_of` (rows of provider and signed_key), NULL
+    where retention emptied it. Batch.outcomes compares it with the body of each event not stored."""
+    table = cast(Table, Event.__table__)
+    wanted = rows_of([table.c.provider, table.c.signed_key]).subquery("wanted")
+    return select(
+        table.c.provider, table.c.signed_key, case((table.c.redacted_at.is_(None), table.c.raw_body))
+    ).join_from(
+        table, wanted, and_(table.c.provider == wanted.c.provider, table.c.signed_key == wanted.c.signed_key)
     )
 
 
@@ -104,6 +122,8 @@ class SqliteSql:
         )
         self.insert_events = str(insert_events.compile(dialect=compile_for(dialect)))
         self.upsert_payments = str(upsert_payments.compile(dialect=compile_for(dialect)))
+        holders = signed_key_holders(sqlite_json_rows)
+        self.signed_key_holders = str(holders.compile(dialect=compile_for(dialect)))
 
 
 def sqlite_writer_setup(engine: Engine, settings: Settings) -> WriterSetup:
@@ -114,6 +134,7 @@ def sqlite_writer_setup(engine: Engine, settings: Settings) -> WriterSetup:
     return WriterSetup(
         insert_events=sql.insert_events,
         upsert_payments=sql.upsert_payments,
+        signed_key_holders=sql.signed_key_holders,
         connect_args=tuple(args),
         connect_kwargs={**kwargs, **sqlite_connect_args(settings)},
         pragmas=sqlite_pragmas(settings.sqlite_synchronous),
@@ -162,6 +183,7 @@ class PostgresSql:
             folded.cte("folded")
         )
         self.write_batch = str(statement.compile(dialect=dialect))
+        self.signed_key_holders = str(signed_key_holders(postgres_json_rows).compile(dialect=dialect))
 
 
 def postgres_json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
@@ -256,7 +278,7 @@ class SqliteProcessSink:
             await self._stop()
             await self._start()
 
-    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[Outcome]:
         await self.open()
         self._in_step = False
         outcome, detail = await self._exchange(list(events))
@@ -342,15 +364,22 @@ class PostgresSink:
     async def open(self) -> None:
         pass  # connected on first write: a database that is down at start-up is then a 503, not a crash
 
-    async def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+    async def write(self, events: Sequence[NormalizedEvent]) -> list[Outcome]:
         if self._connection is None:
             self._connection = await self._connect()
         batch = Batch.plan(events)
         require_aware(batch.unique)
+        holders: dict[SignedKey, bytes | None] = {}
         async with self._connection.cursor() as cursor:
             await cursor.execute(self._sql.write_batch, json_parameter(batch.unique))
             inserted = {(provider, event_id) for _, provider, event_id in await cursor.fetchall()}
-        return batch.outcomes(inserted)  # committed: the statement has ended
+            if unsettled := batch.unsettled(inserted):
+                # A statement of its own, after the batch's: ON CONFLICT waited for the transaction
+                # holding a key to commit, and a row committed since the batch statement began is not in
+                # that statement's snapshot, but is in this one's.
+                await cursor.execute(self._sql.signed_key_holders, signed_key_parameters(unsettled))
+                holders = {(provider, key): body for provider, key, body in await cursor.fetchall()}
+        return batch.outcomes(inserted, holders)  # committed: the batch statement has ended
 
     async def reset(self) -> None:
         if self._connection is not None:

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Final
 
 import orjson
 
-from ingest.batch import Batch
+from ingest.batch import Batch, Outcome, SignedKey
 from payments.events import NormalizedEvent
 from payments.fold import fold
 
@@ -38,12 +38,13 @@ MESSAGE_SIZE: Final = struct.Struct("!I")
 
 @dataclass(frozen=True, slots=True)
 class WriterSetup:
-    """What the writer process needs from the app: the two batch statements, compiled from their Core
+    """What the writer process needs from the app: the batch statements, compiled from their Core
     definitions (sinks.SqliteSql), and the connection the engine would open (its sqlite3.connect
     arguments and pragmas)."""
 
     insert_events: str
     upsert_payments: str
+    signed_key_holders: str
     connect_args: tuple[Any, ...]
     connect_kwargs: dict[str, Any]
     pragmas: tuple[str, ...]
@@ -52,7 +53,8 @@ class WriterSetup:
 class SqliteBatches:
     """Writes batches to SQLite, one at a time, on one long-lived connection: the writer process is its
     only user. Each batch is two statements, each reading its rows from one parameter: the events, then
-    their fold into payments (`fold`), then the commit."""
+    their fold into payments (`fold`), then the commit; between them, only when some events were not
+    stored and carry a signed key, a read of the rows holding those keys."""
 
     def __init__(self, setup: WriterSetup) -> None:
         self._setup = setup
@@ -66,7 +68,7 @@ class SqliteBatches:
             ValueError,
         )
 
-    def write(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+    def write(self, events: Sequence[NormalizedEvent]) -> list[Outcome]:
         if self._connection is None:
             self._connection = self._connect()
         batch = Batch.plan(events)
@@ -74,6 +76,11 @@ class SqliteBatches:
         try:
             cursor.execute(self._setup.insert_events, event_parameters(batch.unique))
             inserted = {(provider, event_id): row_id for row_id, provider, event_id in cursor.fetchall()}
+            holders: dict[SignedKey, bytes | None] = {}
+            if unsettled := batch.unsettled(inserted):
+                # In the batch's transaction, which holds SQLite's write lock: every row is visible.
+                cursor.execute(self._setup.signed_key_holders, signed_key_parameters(unsettled))
+                holders = {(provider, key): body for provider, key, body in cursor.fetchall()}
             new = [(inserted[key], e) for e in batch.unique if (key := (e.provider, e.event_id)) in inserted]
             if payments := fold(new):
                 cursor.execute(self._setup.upsert_payments, payment_parameters(payments))
@@ -83,7 +90,7 @@ class SqliteBatches:
         finally:
             cursor.close()
         self._connection.commit()  # only now may a delivery of this batch be acknowledged
-        return batch.outcomes(inserted)
+        return batch.outcomes(inserted, holders)
 
     def reset(self) -> None:
         """Drop the connection after an error; the next write opens a new one."""
@@ -117,6 +124,7 @@ def event_parameters(events: Sequence[NormalizedEvent]) -> dict[str, Any]:
             event.status,
             event.provider_status,
             event.currency,
+            event.signed_key,
         )
         if any(value and "\x00" in value for value in texts):
             # SQLite's JSON functions would cut the text off at the NUL: refused, as PostgreSQL does.
@@ -137,11 +145,17 @@ def event_parameters(events: Sequence[NormalizedEvent]) -> dict[str, Any]:
                 "raw_body_at": at,
                 "raw_body_length": len(event.raw_body),
                 "headers": event.headers,
+                "signed_key": event.signed_key,
             }
         )
         bodies.append(event.raw_body)
         at += len(event.raw_body)
     return {"rows": orjson.dumps(rows).decode(), "bodies": b"".join(bodies)}
+
+
+def signed_key_parameters(keys: Sequence[SignedKey]) -> dict[str, Any]:
+    """The parameters of `signed_key_holders`, on either database: the keys as one JSON array."""
+    return {"rows": orjson.dumps([{"provider": p, "signed_key": k} for p, k in keys]).decode()}
 
 
 def payment_parameters(payments: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-from errors import StorageUnavailable
+from errors import SignatureReused, StorageUnavailable
+from ingest.batch import Outcome
 from ingest.sinks import RelayedError, Sink
 from payments.events import NormalizedEvent
 
@@ -20,8 +21,8 @@ logger = logging.getLogger("webhooks.store")
 
 _STOP: Final = object()
 _Pending = tuple[NormalizedEvent, "asyncio.Future[bool]"]
-# A batch's outcome per delivery: True new, False duplicate, or the error to answer with.
-_Outcome = bool | StorageUnavailable
+# A batch's outcome per delivery: True new, False duplicate, None refused, or the error to answer with.
+_Outcome = Outcome | StorageUnavailable
 
 
 class EventWriter:
@@ -59,7 +60,8 @@ class EventWriter:
 
     async def store(self, event: NormalizedEvent) -> bool:
         """True if `event` is new, False if it was stored before; only after the commit. Raises
-        StorageUnavailable when the commit is not confirmed within the writer's timeout."""
+        StorageUnavailable when the commit is not confirmed within the writer's timeout, and
+        SignatureReused when its signed key is stored with another body (nothing stored)."""
         if self._queue.qsize() >= self._queue_max:
             raise StorageUnavailable("too many deliveries are waiting for storage; retry later")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -90,6 +92,10 @@ class EventWriter:
                     continue
                 if isinstance(outcome, StorageUnavailable):
                     future.set_exception(StorageUnavailable(outcome.message))
+                elif outcome is None:
+                    future.set_exception(
+                        SignatureReused("this delivery's signed id was already accepted with another body")
+                    )
                 else:
                     future.set_result(outcome)
 

@@ -37,3 +37,7 @@ class NormalizedEvent:
     received_at: datetime
     raw_body: bytes
     headers: dict[str, str]
+    # A second identity, one the signature binds where the event id may not be (PayPal's transmission
+    # id, the SHA-256 of a Razorpay body): unique per provider in the database, so an authentic delivery
+    # cannot be stored twice under different ids, nor a signature reused for another body.
+    signed_key: str | None = None

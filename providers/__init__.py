@@ -1,7 +1,7 @@
 """The provider registry: one adapter per provider. Adding a provider touches this list and its module."""
 
 from config import Settings
-from providers.base import Provider
+from providers.base import REDACTED, Provider
 from providers.paypal import PayPal
 from providers.paystack import Paystack
 from providers.razorpay import Razorpay
@@ -9,10 +9,14 @@ from providers.standard import StandardWebhooks
 from providers.stripe import Stripe
 
 ADAPTERS: tuple[type[Provider], ...] = (Razorpay, Stripe, PayPal, StandardWebhooks, Paystack)
+# Every stored header that holds a signature, whichever provider: the read API redacts them.
+SIGNATURE_HEADERS: frozenset[str] = frozenset(
+    name for adapter in ADAPTERS for name in adapter.signature_headers
+)
 
 
 def build_registry(settings: Settings) -> dict[str, Provider]:
     return {adapter.name: adapter(settings) for adapter in ADAPTERS}
 
 
-__all__ = ["ADAPTERS", "Provider", "build_registry"]
+__all__ = ["ADAPTERS", "REDACTED", "SIGNATURE_HEADERS", "Provider", "build_registry"]

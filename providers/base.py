@@ -12,6 +12,8 @@ from security import HeaderMap, require_header
 # Headers worth keeping with every stored event: they identify the delivery and never hold a secret.
 # Authorization, cookies and anything else not listed are never stored.
 COMMON_STORED_HEADERS = ("content-type", "user-agent", "x-request-id")
+# What the read API shows in place of a signature header's value.
+REDACTED = "[redacted]"
 
 
 class Provider(ABC):
@@ -21,6 +23,9 @@ class Provider(ABC):
     required_headers: ClassVar[tuple[tuple[str, ...], ...]]
     # Provider headers stored with the event (signatures and ids are not secret; they are evidence).
     stored_headers: ClassVar[tuple[str, ...]]
+    # Of those, the ones holding a signature: kept in the database, shown to readers as REDACTED, since a
+    # signature that verifies is what a forger needs (PayPal's covers only a CRC32 of the body).
+    signature_headers: ClassVar[tuple[str, ...]]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -95,6 +95,7 @@ class PayPal(Provider):
     name = "paypal"
     required_headers = tuple((name,) for name in _HEADERS)
     stored_headers = _HEADERS
+    signature_headers = ("paypal-transmission-sig",)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -180,6 +181,11 @@ class PayPal(Provider):
             received_at=received_at,
             raw_body=body,
             headers=self.delivery_headers(headers),
+            # The signature binds the transmission id but only a CRC32 of the body, which a forger can
+            # match: a transmission id is accepted with one body only.
+            signed_key=fields.required_text(
+                require_header(headers, "paypal-transmission-id"), "PAYPAL-TRANSMISSION-ID"
+            ),
         )
 
 

@@ -24,6 +24,7 @@ class Paystack(Provider):
     name = "paystack"
     required_headers = (("x-paystack-signature",),)
     stored_headers = ("x-paystack-signature",)
+    signature_headers = ("x-paystack-signature",)
 
     @property
     def secrets(self) -> Sequence[str]:

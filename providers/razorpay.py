@@ -43,6 +43,7 @@ class Razorpay(Provider):
     name = "razorpay"
     required_headers = (("x-razorpay-signature",),)
     stored_headers = ("x-razorpay-signature", "x-razorpay-event-id")
+    signature_headers = ("x-razorpay-signature",)
 
     @property
     def secrets(self) -> Sequence[str]:
@@ -79,9 +80,12 @@ class Razorpay(Provider):
         if event_type.startswith("order.") and provider_status is None:
             provider_status = fields.get_path(payload, "payload.order.entity.status")
 
+        # X-Razorpay-Event-Id is not signed; the body is: its digest is the signed key, so an authentic
+        # body is stored once whatever id comes with it.
+        body_key = fields.derived_event_id(body)
         return NormalizedEvent(
             provider=self.name,
-            event_id=event_id or fields.derived_event_id(body),
+            event_id=event_id or body_key,
             id_derived=event_id is None,
             event_type=event_type,
             payment_id=fields.text(payment_id, payment_id_field),
@@ -93,4 +97,5 @@ class Razorpay(Provider):
             received_at=received_at,
             raw_body=body,
             headers=self.delivery_headers(headers),
+            signed_key=body_key,
         )

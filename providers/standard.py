@@ -25,6 +25,7 @@ class StandardWebhooks(Provider):
     name = "standard"
     required_headers = (_ID, _TIMESTAMP, _SIGNATURE)
     stored_headers = (*_ID, *_TIMESTAMP, *_SIGNATURE)
+    signature_headers = _SIGNATURE
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -56,6 +56,7 @@ class Stripe(Provider):
     name = "stripe"
     required_headers = (("stripe-signature",),)
     stored_headers = ("stripe-signature",)
+    signature_headers = ("stripe-signature",)
 
     @property
     def secrets(self) -> Sequence[str]:

@@ -171,6 +171,37 @@ def paypal_headers(
     }
 
 
+def crc32_forgery(head: bytes, tail: bytes, target: int, *, letters: int = 64) -> bytes:
+    """`head`, then `letters` ASCII letters, then `tail`, with the letters chosen so that the CRC32 of the
+    whole is `target`: what a forger appends to reuse a PayPal signature, which covers only a CRC32.
+
+    CRC32 is affine over GF(2): for messages of one length, flipping a set of bits changes the CRC by the
+    XOR of what flipping each bit alone changes. Each letter is "a" or "A" (one bit apart), so the letters
+    to capitalise are a solution of 32 linear equations in `letters` unknowns, found by elimination."""
+    base = head + b"a" * letters + tail
+    miss = zlib.crc32(base) ^ target
+    # pivot bit -> (the CRC change, the letters whose flips make it), each change's highest bit its pivot
+    basis: dict[int, tuple[int, int]] = {}
+    for index in range(letters):
+        flipped = bytearray(base)
+        flipped[len(head) + index] ^= 0x20
+        change, chosen = zlib.crc32(bytes(flipped)) ^ zlib.crc32(base), 1 << index
+        for bit in sorted(basis, reverse=True):
+            if change >> bit & 1:
+                change, chosen = change ^ basis[bit][0], chosen ^ basis[bit][1]
+        if change:
+            basis[change.bit_length() - 1] = (change, chosen)
+    chosen = 0
+    for bit in sorted(basis, reverse=True):
+        if miss >> bit & 1:
+            miss, chosen = miss ^ basis[bit][0], chosen ^ basis[bit][1]
+    assert miss == 0, "the letters' flips do not span every CRC32: use more letters"
+    filler = bytes(ord("A") if chosen >> index & 1 else ord("a") for index in range(letters))
+    forged = head + filler + tail
+    assert zlib.crc32(forged) == target
+    return forged
+
+
 def all_provider_settings(cert_dir: Path, **overrides: Any) -> dict[str, Any]:
     """Settings with every provider configured (PayPal's certificate pinned in `cert_dir`)."""
     settings: dict[str, Any] = {

@@ -1,11 +1,13 @@
 """Alembic owns the schema: the migrations build exactly models.py, undo cleanly, and run once when
 several processes start together, on SQLite and PostgreSQL."""
 
+import hashlib
 import multiprocessing
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +15,14 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, inspect, text
 
 from config import Settings
 from database import normalise_url
 from models import Base
 from ops import migrate
 
-HEADS = {"0002"}
+HEADS = {"0003"}
 # Not imported from conftest: the spawned processes below import this module, and should start quickly.
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,6 +105,50 @@ def test_downgrade_to_base_and_upgrade_again(database_url: str, engine: Engine) 
         command.upgrade(config, revision)
     assert revisions(engine) == HEADS
     assert schema_differences(engine) == []
+
+
+def test_0003_gives_the_events_already_stored_their_signed_keys(database_url: str, engine: Engine) -> None:
+    config = migrate.alembic_config(database_url)
+    command.upgrade(config, "0002")
+    body = b'{"event":"payment.captured","payload":{}}'
+    stored_before = [
+        # (provider, event_id, raw_body, headers, redacted)
+        ("razorpay", "evt_a", body, {}, False),
+        ("razorpay", "replay-0", body, {}, False),  # a replay stored under a new header id
+        ("razorpay", "evt_old", b"", {}, True),  # redacted: no body left to hash
+        ("paypal", "WH-1", b"{}", {"paypal-transmission-id": "tx-1"}, False),
+        ("paypal", "WH-FORGED", b"{ }", {"paypal-transmission-id": "tx-1"}, False),
+        ("stripe", "evt_s", b"{}", {}, False),
+    ]
+    events = Table("webhook_events", MetaData(), autoload_with=engine)
+    at = datetime(2025, 7, 7, 12, 0)
+    with engine.begin() as connection:
+        for provider, event_id, raw_body, headers, redacted in stored_before:
+            connection.execute(
+                events.insert().values(
+                    provider=provider,
+                    event_id=event_id,
+                    id_derived=False,
+                    occurred_at=at,
+                    received_at=at,
+                    raw_body=raw_body,
+                    headers=headers,
+                    redacted_at=at if redacted else None,
+                )
+            )
+
+    command.upgrade(config, "head")
+
+    with engine.connect() as connection:
+        keys = connection.execute(text("SELECT event_id, signed_key FROM webhook_events ORDER BY id")).all()
+    assert [tuple(row) for row in keys] == [
+        ("evt_a", "sha256:" + hashlib.sha256(body).hexdigest()),
+        ("replay-0", None),  # the first row of a key keeps it
+        ("evt_old", None),
+        ("WH-1", "tx-1"),
+        ("WH-FORGED", None),
+        ("evt_s", None),
+    ]
 
 
 def test_make_migrate_applies_the_migrations_to_database_url(database_url: str, engine: Engine) -> None:
