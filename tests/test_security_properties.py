@@ -408,11 +408,13 @@ REGISTRY = build_registry(Settings(standard_webhook_secret=[STANDARD_SECRET]))
 HEADERS = {
     "razorpay": {"x-razorpay-event-id": "evt_1"},
     "standard": {"webhook-id": "msg_1", "webhook-timestamp": str(NOW), "webhook-signature": "v1,x"},
+    "paypal": {"paypal-transmission-id": "69cd13f0-d67a-11e5-baa3-778b53f4ae55"},
 }
 
 
 def fits_its_columns(event: NormalizedEvent) -> None:
     assert event.event_id and len(event.event_id) <= MAX_ID_LENGTH
+    assert event.signed_key is None or len(event.signed_key) <= MAX_ID_LENGTH
     for value in (event.event_type, event.payment_id, event.provider_status):
         assert value is None or (len(value) <= MAX_ID_LENGTH and value.isprintable())
     assert event.status is None or event.status in STATUS_RANK
