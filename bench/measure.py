@@ -160,7 +160,7 @@ def history(
     result = Result("flat-history", spec.name, database.kind, 1, connections, label, repeat)
 
     def drive(server: Server, result: Result) -> None:
-        def burst(budget_s: float, count: int) -> wrk.WrkResult:
+        def replay(budget_s: float, count: int) -> wrk.WrkResult:
             return burst.history(
                 headers={"Authorization": f"Bearer {API_TOKEN}"},
                 url=server.url,
@@ -171,10 +171,10 @@ def history(
                 workdir=workdir,
             )
 
-        warm = burst(
+        warm = replay(
             budget.warmup_s, burst.request_count(expected_rps=FIRST_GUESS_RPS, budget_s=budget.warmup_s)
         )
-        measured = burst(
+        measured = replay(
             budget.measure_s, burst.request_count(expected_rps=warm.rps, budget_s=budget.measure_s)
         )
         _record(result, measured, warm)
