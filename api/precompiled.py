@@ -53,10 +53,8 @@ class PrecompiledSelect:
         cursor.execute(self.sql, self.bound(values))
         return self.converted(cursor.fetchall())
 
-    async def fetch(self, connection: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """The same on psycopg's asynchronous connection. Prepared on the server from the first run and
-        read in binary: fewer bytes to parse for each row."""
-        cursor = connection.cursor(binary=True)
+    async def fetch(self, cursor: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The same on psycopg's asynchronous cursor, prepared on the server from the first run."""
         await cursor.execute(self.sql, self.bound(values), prepare=True)
         return self.converted(await cursor.fetchall())
 

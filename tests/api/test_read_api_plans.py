@@ -33,9 +33,9 @@ def statements(client: TestClient) -> Iterator[list[tuple[str, Any]]]:
         seen.append((select.sql, select.bound(values)))
         return precompiled_execute(select, cursor, values)
 
-    async def fetch(select: PrecompiledSelect, connection: Any, values: Any) -> Any:
+    async def fetch(select: PrecompiledSelect, cursor: Any, values: Any) -> Any:
         seen.append((select.sql, select.bound(values)))
-        return await precompiled_fetch(select, connection, values)
+        return await precompiled_fetch(select, cursor, values)
 
     event.listen(engine, "before_cursor_execute", capture)
     with pytest.MonkeyPatch.context() as patch:
