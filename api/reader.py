@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 class ReadConnection(AsyncConnection[Any]):
     """psycopg's asynchronous connection with one cursor kept for the reads run on it: a new cursor for
-    every read was a fifth of a history read's client CPU (BENCHMARKS.md)."""
+    every read was a large part of a history read's client CPU (BENCHMARKS.md)."""
 
     _cursor: "AsyncCursor[Any] | None" = None
 

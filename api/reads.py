@@ -1,6 +1,6 @@
 """The read API for ops: payment state, payment history and stored events, token-protected.
 
-Each route does all of its database work in one hand-off to the reader's threads (database.Reader):
+Each route does all of its database work in one hand-off to the reader's threads (api.reader.Reader):
 one connection or Session per request, opened, used and closed there, so a read never blocks the event
 loop. Lists are keyset-paged (see api/paging.py): every page is one index range scan, however many events
 are stored, and they read only the listed columns, never the raw bodies.
