@@ -12,6 +12,7 @@ token check, the same handler and answers, without FastAPI's per-request machine
 
 import base64
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Final, TypeVar, cast
 from urllib.parse import parse_qsl
@@ -20,8 +21,11 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import Connection, Dialect, Select, bindparam, select, tuple_
+from sqlalchemy import Connection, Dialect, Select, String, bindparam, select, tuple_
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeDecorator
 from starlette.types import Scope
 
 import paging
@@ -133,29 +137,49 @@ class HistoryQuery(BaseModel):
     limit: Limit = 100
 
 
+class TimeText(TypeDecorator[datetime]):
+    """A time bound as its ISO 8601 text, for the server to cast to timestamptz."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def time_param(name: str, *, as_text: bool) -> ColumnElement[datetime]:
+    # asyncpg sends the first instant of year 1 and the last of year 9999 as -infinity and infinity:
+    # a cursor on an event stored at either time would then point back at its own page. As text, cast
+    # by the server, every time compares as the exact instant it is.
+    if as_text:
+        return sql_cast(bindparam(name, type_=TimeText()), UTCDateTime())
+    return bindparam(name, type_=UTCDateTime())
+
+
 @lru_cache(maxsize=64)
 def history_select(dialect: Dialect, **filters: bool) -> PrecompiledSelect:
-    return PrecompiledSelect(history_statement(**filters), dialect)
+    statement = history_statement(times_as_text=dialect.name == "postgresql", **filters)
+    return PrecompiledSelect(statement, dialect)
 
 
 def history_statement(
-    *, after: bool, provider: bool, event_type: bool, since: bool, until: bool
+    *, after: bool, provider: bool, event_type: bool, since: bool, until: bool, times_as_text: bool
 ) -> Select[*tuple[Any, ...]]:
     """The history query for one combination of filters; values are bound at execution. Built and
     compiled once per combination (history_select): building a statement costs more than running it."""
     stmt = LISTED.where(Event.payment_id == bindparam("payment_id"))
     if after:
         # A row-value comparison: both databases turn it into a range on the history index.
-        after_key = tuple_(bindparam("after_occurred_at", type_=UTCDateTime()), bindparam("after_id"))
+        after_key = tuple_(time_param("after_occurred_at", as_text=times_as_text), bindparam("after_id"))
         stmt = stmt.where(tuple_(Event.occurred_at, Event.id) > after_key)
     if provider:
         stmt = stmt.where(Event.provider == bindparam("provider"))
     if event_type:
         stmt = stmt.where(Event.event_type == bindparam("event_type"))
     if since:
-        stmt = stmt.where(Event.occurred_at >= bindparam("since"))
+        stmt = stmt.where(Event.occurred_at >= time_param("since", as_text=times_as_text))
     if until:
-        stmt = stmt.where(Event.occurred_at < bindparam("until"))
+        stmt = stmt.where(Event.occurred_at < time_param("until", as_text=times_as_text))
     return stmt.order_by(Event.occurred_at, Event.id).limit(bindparam("limit"))
 
 
