@@ -63,6 +63,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics.initialise(providers=app.state.providers)
     if not settings.api_tokens:
         logger.warning("API_TOKENS is not set: the read API is open to anyone who can reach this port")
+    if published := settings.published_settings():
+        # Development only (production refuses to start): say so once, loudly, naming what to set.
+        logger.warning(
+            "%s: a PUBLIC test secret is in effect (published in this repository): anyone can forge what "
+            "it accepts; set a real value before this port is reachable by others",
+            ", ".join(published),
+        )
     # Everything loaded so far lives as long as the process: exempt it from the cyclic collector, whose
     # full passes over it measured as the slowest deliveries (tens of milliseconds each).
     gc.freeze()
