@@ -53,6 +53,20 @@ def text(value: object, field: str, *, required: bool = False, max_length: int =
     return result
 
 
+def header_text(value: str | None, field: str) -> str | None:
+    """A header value that becomes part of what is stored (an event id), as the sender wrote it: its
+    bytes read as UTF-8. Servers hand header values over decoded as latin-1, which turned `mé14` into
+    `mÃ©14` and `m€15` into text with a control character."""
+    if value is not None:
+        try:
+            value = value.encode("latin-1").decode("utf-8")
+        except UnicodeEncodeError:
+            pass  # not from a server: already text
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload(f"header {field!r} is not UTF-8") from exc
+    return text(value, field)
+
+
 def required_text(value: object, field: str) -> str:
     result = text(value, field, required=True)
     assert result is not None  # text() raises for a missing required field

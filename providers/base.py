@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+import extract
 from config import Settings
 from events import NormalizedEvent
 from security import HeaderMap, require_header
@@ -21,6 +22,10 @@ class Provider(ABC):
     required_headers: ClassVar[tuple[tuple[str, ...], ...]]
     # Provider headers stored with the event (signatures and ids are not secret; they are evidence).
     stored_headers: ClassVar[tuple[str, ...]]
+    # Headers whose value becomes the event id (each with its aliases): checked with the other headers,
+    # before the signature, so a delivery is never refused after it proved authentic for an id that
+    # its sender would send again on every retry.
+    identity_headers: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -33,6 +38,8 @@ class Provider(ABC):
     def check_headers(self, headers: HeaderMap) -> None:
         for names in self.required_headers:
             require_header(headers, *names)
+        for names in self.identity_headers:
+            extract.header_text(first_header(headers, *names), names[0])
 
     @abstractmethod
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
@@ -46,7 +53,21 @@ class Provider(ABC):
 
     def delivery_headers(self, headers: HeaderMap) -> dict[str, str]:
         return {
-            name: value
+            name: _as_sent(value)
             for name in (*COMMON_STORED_HEADERS, *self.stored_headers)
             if (value := headers.get(name)) is not None
         }
+
+
+def first_header(headers: HeaderMap, *names: str) -> str | None:
+    """The first of `names` present and non-empty, as require_header picks it; None when there is none."""
+    return next((value for name in names if (value := headers.get(name))), None)
+
+
+def _as_sent(value: str) -> str:
+    # Kept as evidence: UTF-8 where the bytes are UTF-8 (what the sender wrote, and what the event id
+    # was read as), else each byte as the server decoded it.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value

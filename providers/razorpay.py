@@ -43,6 +43,7 @@ class Razorpay(Provider):
     name = "razorpay"
     required_headers = (("x-razorpay-signature",),)
     stored_headers = ("x-razorpay-signature", "x-razorpay-event-id")
+    identity_headers = (("x-razorpay-event-id",),)
 
     @property
     def secrets(self) -> Sequence[str]:
@@ -55,9 +56,9 @@ class Razorpay(Provider):
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
         event_type = extract.required_text(payload.get("event"), "event")
-        event_id = extract.text(headers.get("x-razorpay-event-id"), "X-Razorpay-Event-Id") or extract.text(
-            payload.get("id"), "id"
-        )
+        event_id = extract.header_text(
+            headers.get("x-razorpay-event-id"), "X-Razorpay-Event-Id"
+        ) or extract.text(payload.get("id"), "id")
         payment = extract.get_path(payload, "payload.payment.entity")
         # The entity the event is about: its status and amount are the event's.
         if event_type.startswith("refund."):

@@ -25,6 +25,7 @@ class StandardWebhooks(Provider):
     name = "standard"
     required_headers = (_ID, _TIMESTAMP, _SIGNATURE)
     stored_headers = (*_ID, *_TIMESTAMP, *_SIGNATURE)
+    identity_headers = (_ID,)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -59,7 +60,9 @@ class StandardWebhooks(Provider):
         )
         return NormalizedEvent(
             provider=self.name,
-            event_id=extract.required_text(require_header(headers, *_ID), "webhook-id"),
+            event_id=extract.required_text(
+                extract.header_text(require_header(headers, *_ID), "webhook-id"), "webhook-id"
+            ),
             id_derived=False,
             event_type=extract.text(payload.get("type"), "type"),
             payment_id=extract.text(extract.get_path(payload, id_path), id_path),
