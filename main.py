@@ -22,7 +22,7 @@ from config import Settings, get_settings
 from database import Reader, make_engine, ping
 from errors import ApiError, StorageUnavailable, error_response, internal_error, invalid_request, refusal
 from providers import build_registry
-from schemas import NOT_READY, HealthOut
+from schemas import ANY_ROUTE_ERRORS_TEXT, NOT_READY, HealthOut
 from security import SignatureError
 from sinks import make_sinks
 from store import EventWriter
@@ -101,8 +101,12 @@ async def validation_error(_: Request, exc: RequestValidationError) -> Response:
     return invalid_request(exc.errors())
 
 
+# The router's own refusals by status; any other is `http_error` (documented: schemas.ANY_ROUTE_ERRORS).
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
 async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
@@ -141,8 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Payment webhook receiver",
         summary="Verifies payment providers' webhooks, stores each event once, serves payment history.",
+        description=ANY_ROUTE_ERRORS_TEXT,
         version="1.0.0",
         lifespan=lifespan,
+        # No redirects: a provider does not follow one (a dashboard URL with a trailing slash would fail
+        # silently), and Starlette built its Location from the Host header. Every path answers itself.
+        redirect_slashes=False,
     )
     app.state.settings_override = settings
     # The fast paths serve the hot routes ahead of the router. The request id middleware is added last,

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Final, TypeVar, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -205,8 +205,10 @@ async def history(request: Request, payment_id: str, query: HistoryQuery) -> Res
     return listed_page(request, rows, limit=query.limit, kind=paging.HISTORY)
 
 
+# Ids are the providers' own and may hold "/": every id route takes the rest of the path ({...:path}), as
+# the fast path does, so whatever was stored can be read back.
 @router.get(
-    "/payments/{payment_id}/events",
+    "/payments/{payment_id:path}/events",
     response_model=list[EventOut],
     responses=PAGED_OK,
     tags=["payments"],
@@ -220,7 +222,18 @@ async def payment_events(
     At most `limit` events; when more remain, the `Link` header carries the next page's URL (the same
     query with `after` set). Follow it until it is absent to walk the whole history.
     """
+    if not events_suffix_is_literal(request.scope):
+        # `/payments/pay%2Fevents`: the state of the payment "pay/events", not the history of "pay".
+        payment = await payment_state(request, f"{payment_id}/events", query.provider)
+        return Response(PaymentOut.model_validate(payment).model_dump_json(), media_type="application/json")
     return await history(request, payment_id, query)
+
+
+def events_suffix_is_literal(scope: Scope) -> bool:
+    """Whether the path's last segment is "events" as sent, not the end of an id whose "/" was sent
+    as %2F. Starlette routes on the decoded path, where the two look alike; the raw path tells."""
+    raw_path: bytes | None = scope.get("raw_path")
+    return raw_path is None or unquote(raw_path.rsplit(b"/", 1)[-1].decode("latin-1")) == "events"
 
 
 PAYMENT_ID: Final = TypeAdapter(PaymentId)
@@ -243,11 +256,11 @@ def _history_payment_id(scope: Scope) -> str | None:
     if scope["method"] != "GET" or scope.get("root_path"):
         return None
     path: str = scope["path"]
-    # Starlette matches {payment_id} against the decoded path, as one segment: so does this.
+    # Starlette matches {payment_id:path} against the decoded path, slashes included: so does this.
     if not (path.startswith("/payments/") and path.endswith("/events")):
         return None
-    segment = path[len("/payments/") : -len("/events")]
-    return segment if segment and "/" not in segment else None
+    payment_id = path[len("/payments/") : -len("/events")]
+    return payment_id if payment_id and events_suffix_is_literal(scope) else None
 
 
 def _history_params(payment_id: str, query_string: bytes) -> tuple[str, HistoryQuery]:
@@ -271,7 +284,7 @@ def _history_params(payment_id: str, query_string: bytes) -> tuple[str, HistoryQ
 
 
 @router.get(
-    "/payments/{payment_id}",
+    "/payments/{payment_id:path}",
     response_model=PaymentOut,
     responses={404: PAYMENT_NOT_FOUND, 409: PAYMENT_AMBIGUOUS},
     tags=["payments"],
@@ -345,7 +358,7 @@ async def recent_events(
 
 
 @router.get(
-    "/events/{provider}/{event_id}",
+    "/events/{provider}/{event_id:path}",
     response_model=EventDetail,
     responses={404: EVENT_NOT_FOUND},
     tags=["events"],
