@@ -42,6 +42,7 @@ PUBLISHED_SECRETS = frozenset(
         "tok_new",
         "bench_secret",  # BENCHMARKS.md
         "bench_token",
+        "ключ-секрет-2025",  # RELIABILITY.md's security probes
     }
 )
 # Production's shortest API token: a guessable token guards nothing.
