@@ -3,8 +3,8 @@
 FastAPI's per-request machinery (routing, dependency and parameter solving, its middleware layers)
 measured as most of the CPU of a delivery and of a history read. A fast path recognises its route
 exactly, calls the same handler as the documented FastAPI route, and renders errors in the same one
-shape; anything it does not recognise exactly (a trailing slash, a root_path prefix) falls through to
-the router, which answers as always.
+shape; anything it does not recognise exactly (a root_path prefix, say) falls through to the router,
+which answers as always.
 """
 
 from abc import ABC, abstractmethod

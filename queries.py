@@ -205,10 +205,10 @@ async def history(request: Request, payment_id: str, query: HistoryQuery) -> Res
     return listed_page(request, rows, limit=query.limit, kind=paging.HISTORY)
 
 
-# Ids are the providers' own and may hold "/": every id route takes the rest of the path ({...:path}), as
-# the fast path does, so whatever was stored can be read back.
+# Ids are the providers' own and may hold "/": every id route takes the rest of the path ({...:id}, see
+# read_params.IdConvertor), as the fast path does, so whatever was stored can be read back.
 @router.get(
-    "/payments/{payment_id:path}/events",
+    "/payments/{payment_id:id}/events",
     response_model=list[EventOut],
     responses=PAGED_OK,
     tags=["payments"],
@@ -256,7 +256,7 @@ def _history_payment_id(scope: Scope) -> str | None:
     if scope["method"] != "GET" or scope.get("root_path"):
         return None
     path: str = scope["path"]
-    # Starlette matches {payment_id:path} against the decoded path, slashes included: so does this.
+    # Starlette matches {payment_id:id} against the decoded path, slashes included: so does this.
     if not (path.startswith("/payments/") and path.endswith("/events")):
         return None
     payment_id = path[len("/payments/") : -len("/events")]
@@ -284,7 +284,7 @@ def _history_params(payment_id: str, query_string: bytes) -> tuple[str, HistoryQ
 
 
 @router.get(
-    "/payments/{payment_id:path}",
+    "/payments/{payment_id:id}",
     response_model=PaymentOut,
     responses={404: PAYMENT_NOT_FOUND, 409: PAYMENT_AMBIGUOUS},
     tags=["payments"],
@@ -358,7 +358,7 @@ async def recent_events(
 
 
 @router.get(
-    "/events/{provider}/{event_id:path}",
+    "/events/{provider}/{event_id:id}",
     response_model=EventDetail,
     responses={404: EVENT_NOT_FOUND},
     tags=["events"],

@@ -117,3 +117,20 @@ def test_a_payment_whose_id_holds_a_slash_is_read_back(
     status, body, _ = both(pair, url)
 
     assert (status, body["payment_id"], body["event_count"]) == (200, payment_id, events)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/payments/pay%0D%0ASet-Cookie:%20x=1/events",
+        "/payments/pay%0Aa%2Fb/events",
+        "/payments/pay%0D%0ASet-Cookie:%20x=1",
+        "/events/razorpay/evt%0A%2Fx",
+    ],
+)
+def test_a_line_break_in_a_slashed_id_is_the_ids_422_on_both_paths(
+    pair: tuple[TestClient, TestClient], url: str
+) -> None:
+    status, body, _ = both(pair, url)
+
+    assert (status, body["error"]["code"]) == (422, "validation_error")
