@@ -13,12 +13,53 @@ CommaList = Annotated[list[str], NoDecode]
 # The prototype's shared secret: convenient on a laptop, refused in production.
 DEVELOPMENT_SECRET = "test_secret"  # noqa: S105 (public by design: the value production refuses)
 
+# test_runner.py's default secret per provider (PayPal's is its simulator's webhook id).
+TEST_RUNNER_SECRETS = {
+    "razorpay": DEVELOPMENT_SECRET,
+    "stripe": "whsec_test_secret",
+    "standard": "whsec_c3RhbmRhcmQtd2ViaG9va3MtdGVzdC1rZXktMzJieXQ=",
+    "paystack": "sk_test_secret",
+    "paypal": "WEBHOOK_ID",
+}
+# Every secret, webhook id and token this repository publishes: test_runner.py's defaults, and the values
+# in README.md's and docs/'s recipes and examples. Anyone can sign with them, so production refuses them
+# in every secret setting and in API_TOKENS. tests/test_published_secrets.py fails on a published value
+# missing here.
+PUBLISHED_SECRETS = frozenset(
+    {
+        *TEST_RUNNER_SECRETS.values(),
+        "whsec_manual_stripe_secret",  # docs/providers.md's recipes
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # ... also the Standard Webhooks specification's example
+        "sk_test_manual_paystack_key",
+        "8PT597110X687430LKGECATA",
+        "old_secret",  # rotation examples
+        "new_secret",
+        "whsec_old",
+        "whsec_new",
+        "old",
+        "new",
+        "tok_old",
+        "tok_new",
+        "bench_secret",  # BENCHMARKS.md
+        "bench_token",
+        "ключ-секрет-2025",  # RELIABILITY.md's security probes
+    }
+)
+# Production's shortest API token: a guessable token guards nothing.
+MIN_TOKEN_LENGTH = 16
+
 # Setting name -> environment variable, for messages that tell the operator exactly what to set.
 SECRET_SETTINGS = {
     "razorpay_webhook_secret": "RAZORPAY_WEBHOOK_SECRET",
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
     "standard_webhook_secret": "STANDARD_WEBHOOK_SECRET",
     "paystack_secret_key": "PAYSTACK_SECRET_KEY",
+}
+# Every setting whose values let someone in: the providers' secrets, PayPal's webhook ids, the read tokens.
+CREDENTIAL_SETTINGS = {
+    **SECRET_SETTINGS,
+    "paypal_webhook_id": "PAYPAL_WEBHOOK_ID",
+    "api_tokens": "API_TOKENS",
 }
 
 
@@ -98,23 +139,41 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    def published_settings(self) -> list[str]:
+        """The variables that hold a value from PUBLISHED_SECRETS (development only: production refuses)."""
+        return [
+            env_name
+            for field, env_name in CREDENTIAL_SETTINGS.items()
+            if PUBLISHED_SECRETS.intersection(getattr(self, field))
+        ]
+
     @model_validator(mode="after")
     def secrets_fit_the_environment(self) -> "Settings":
+        configured = any(getattr(self, field) for field in SECRET_SETTINGS) or self.paypal_webhook_id
         if self.app_env == "development":
-            if not self.razorpay_webhook_secret:
+            # The prototype's secret only while nothing is configured: RAZORPAY_WEBHOOK_SECRET="" (set,
+            # empty) turns Razorpay off, and so does configuring only other providers.
+            if "razorpay_webhook_secret" not in self.model_fields_set and not configured:
                 self.razorpay_webhook_secret = [DEVELOPMENT_SECRET]
             return self
         # Production needs at least one real provider secret; Razorpay is the one the service grew from.
-        if not any(getattr(self, field) for field in SECRET_SETTINGS) and not self.paypal_webhook_id:
+        if not configured:
             raise ValueError(
                 "RAZORPAY_WEBHOOK_SECRET (or another provider's secret) must be set when APP_ENV=production"
             )
-        for field, env_name in SECRET_SETTINGS.items():
-            if DEVELOPMENT_SECRET in getattr(self, field):
-                raise ValueError(f"{env_name} must not be the development secret when APP_ENV=production")
+        if published := self.published_settings():
+            raise ValueError(
+                f"{', '.join(published)} must not hold a secret published in this repository "
+                "(test_runner.py's defaults, the docs' examples, PayPal's simulator id WEBHOOK_ID) "
+                "when APP_ENV=production"
+            )
         if not self.api_tokens:
             raise ValueError(
                 "API_TOKENS must be set when APP_ENV=production (the read API holds payment data)"
+            )
+        if any(len(token) < MIN_TOKEN_LENGTH for token in self.api_tokens):
+            raise ValueError(
+                f"API_TOKENS must each be at least {MIN_TOKEN_LENGTH} characters when APP_ENV=production"
             )
         return self
 

@@ -25,6 +25,7 @@ from ingest.sinks import make_sinks
 from ingest.store import EventWriter
 from ops import metrics, migrate, telemetry
 from providers import build_registry
+from schemas import ANY_ROUTE_ERRORS_TEXT
 
 logger = logging.getLogger("webhooks")
 
@@ -58,6 +59,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics.initialise(providers=app.state.providers)
     if not settings.api_tokens:
         logger.warning("API_TOKENS is not set: the read API is open to anyone who can reach this port")
+    if published := settings.published_settings():
+        # Development only (production refuses to start): say so once, loudly, naming what to set.
+        logger.warning(
+            "%s: a PUBLIC test secret is in effect (published in this repository): anyone can forge what "
+            "it accepts; set a real value before this port is reachable by others",
+            ", ".join(published),
+        )
     # Everything loaded so far lives as long as the process: exempt it from the cyclic collector, whose
     # full passes over it were measured as the slowest deliveries (BENCHMARKS.md).
     gc.freeze()
@@ -81,8 +89,12 @@ async def validation_error(_: Request, exc: RequestValidationError) -> Response:
     return invalid_request(exc.errors())
 
 
+# The router's own refusals by status; any other is `http_error` (documented: schemas.ANY_ROUTE_ERRORS).
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
 async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
 
@@ -98,8 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Payment webhook receiver",
         summary="Verifies payment providers' webhooks, stores each event once, serves payment history.",
+        description=ANY_ROUTE_ERRORS_TEXT,
         version="1.0.0",
         lifespan=lifespan,
+        # No redirects: a provider does not follow one (a dashboard URL with a trailing slash would fail
+        # silently), and Starlette built its Location from the Host header. Every path answers itself.
+        redirect_slashes=False,
     )
     app.state.settings_override = settings
     # The hot routes, served ahead of the router (api/hot_routes.py): deliveries first, the hotter path.

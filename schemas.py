@@ -108,6 +108,21 @@ def _error(code: str, message: str, description: str) -> dict[str, Any]:
     }
 
 
+# Answers any request can get, whatever its route: listed in /docs (the app's description) as in the
+# README's troubleshooting table.
+ANY_ROUTE_ERRORS = {
+    "not_found": (404, "no route has this path; a trailing slash is part of the path, and nothing redirects"),
+    "method_not_allowed": (405, "the route does not take this method (webhooks are POST, reads GET)"),
+    "http_error": ("4xx", "any other refusal by the HTTP framework; the message says which"),
+    "internal_error": (500, "a fault of the service, logged by exception type; report it"),
+}
+ANY_ROUTE_ERRORS_TEXT = (
+    'Every error is `{"error": {"code": "...", "message": "..."}}`. Besides each route\'s own answers, any '
+    "request can get:\n\n"
+    + "\n".join(f"- `{status}` `{code}`: {meaning}" for code, (status, meaning) in ANY_ROUTE_ERRORS.items())
+)
+INTERNAL_ERROR = _error("internal_error", "internal error", "`internal_error`: a fault of the service")
+
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error(
         "invalid_json",
@@ -136,6 +151,7 @@ WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "storage is unavailable; retry later",
         "the event was not stored (database unreachable, locked or overloaded): the provider should retry",
     ),
+    500: INTERNAL_ERROR,
 }
 
 
@@ -169,6 +185,7 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
         "storage is unavailable; retry later",
         "the database is unreachable or did not answer in time",
     ),
+    500: INTERNAL_ERROR,
 }
 
 PAYMENT_NOT_FOUND = _error(

@@ -46,9 +46,9 @@ def require_header(headers: HeaderMap, *names: str) -> str:
 
 
 def _ascii(value: str) -> bytes:
-    # compare_digest refuses non-ASCII str, so compare bytes; a value that is not latin-1 (only a direct
-    # caller can pass one) simply fails to match.
-    return value.encode("latin-1", errors="replace")
+    # compare_digest refuses non-ASCII str, so compare bytes: the header's own bytes, never a lossy
+    # encoding (errors="replace" made every non-latin-1 character a "?" that a "?" would match).
+    return _header_bytes(value)
 
 
 def _header_bytes(value: str) -> bytes:
@@ -307,5 +307,8 @@ def paypal_public_key(pem: bytes, *, now: datetime) -> tuple[rsa.RSAPublicKey, d
 
 
 def constant_time_in(candidate: str, allowed: Sequence[str]) -> bool:
-    """Whether `candidate` equals one of `allowed` (API tokens), without early exit."""
-    return _any_matches([_ascii(token) for token in allowed], [_ascii(candidate)])
+    """Whether the header value `candidate` is, byte for byte, one of `allowed` (API tokens), without
+    early exit. A token's bytes are its UTF-8 (the environment's own bytes: surrogateescape), so a
+    client sends a non-ASCII token as UTF-8, as browsers, curl and requests do."""
+    expected = [token.encode("utf-8", errors="surrogateescape") for token in allowed]
+    return _any_matches(expected, [_header_bytes(candidate)])

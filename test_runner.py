@@ -30,6 +30,8 @@ from typing import Any
 
 import requests
 
+from config import TEST_RUNNER_SECRETS
+
 SAMPLES = Path(__file__).resolve().parent / "sample_payloads"
 # Keys whose string values are ids: they get the run suffix so that every run is new to the server.
 ID_KEYS = {
@@ -43,13 +45,8 @@ ID_KEYS = {
 }
 STALE_SECONDS = 3600
 
-DEFAULT_SECRETS = {
-    "razorpay": "test_secret",
-    "stripe": "whsec_test_secret",
-    "standard": "whsec_" + base64.b64encode(b"standard-webhooks-test-key-32byt").decode(),
-    "paystack": "sk_test_secret",
-    "paypal": "WEBHOOK_ID",
-}
+# Published, so production refuses them (config.PUBLISHED_SECRETS).
+DEFAULT_SECRETS = TEST_RUNNER_SECRETS
 TYPE_FIELD = {
     "razorpay": "event",
     "stripe": "type",
@@ -332,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--provider", choices=sorted(DEFAULT_SECRETS), default="razorpay")
     parser.add_argument(
-        "--secret", help="the provider's secret (PayPal: the webhook id); defaults per provider"
+        "--secret",
+        help="the provider's secret (PayPal: the webhook id); defaults: "
+        + ", ".join(f"{provider} {secret}" for provider, secret in DEFAULT_SECRETS.items()),
     )
     parser.add_argument("--token", help="bearer token for the read API, when API_TOKENS is set")
     parser.add_argument("--max-body-bytes", type=int, default=1_048_576, help="the server's MAX_BODY_BYTES")

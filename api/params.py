@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 from pydantic import AfterValidator
+from starlette.convertors import Convertor, register_url_convertor
 
 from payments.events import STATUS_RANK
 
@@ -13,6 +14,23 @@ from payments.events import STATUS_RANK
 # ever arrives by mistake or as an attack on logs and terminals.
 TEXT = r"^[^\x00-\x1f\x7f]+$"
 PROVIDER_NAME = r"^[a-z0-9_-]+$"
+
+
+class IdConvertor(Convertor[str]):
+    """`{name:id}`: the rest of the path, "/" included, as Starlette's `path`, and line breaks too: ids
+    are the providers' own, and a "%0A" that `path` would not match must reach the id's validation
+    (422 naming it), as it does on the history's hot route, not fall through to a 404."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", IdConvertor())
 
 
 def _utc(value: datetime | None) -> datetime | None:

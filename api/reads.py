@@ -10,16 +10,20 @@ stored, and lists read only the listed columns, never the raw bodies.
 
 import base64
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Final, TypeVar, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import Connection, Dialect, Select, bindparam, select, tuple_
+from sqlalchemy import Connection, Dialect, Select, String, bindparam, select, tuple_
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeDecorator
 from starlette.types import Scope
 
 from api import paging
@@ -117,7 +121,7 @@ def listed_page(request: Request, rows: Sequence[Sequence[Any]], *, limit: int, 
 
 class HistoryQuery(BaseModel):
     """The filters and paging of a payment's history: one definition for /docs, for the route's
-    validation and for the fast path's."""
+    validation and for the hot route's."""
 
     provider: ProviderFilter = None
     event_type: EventTypeFilter = None
@@ -127,35 +131,55 @@ class HistoryQuery(BaseModel):
     limit: Limit = 100
 
 
+class TimeText(TypeDecorator[datetime]):
+    """A time bound as its ISO 8601 text, for the server to cast to timestamptz."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def time_param(name: str, *, as_text: bool) -> ColumnElement[datetime]:
+    # asyncpg sends the first instant of year 1 and the last of year 9999 as -infinity and infinity:
+    # a cursor on an event stored at either time would then point back at its own page. As text, cast
+    # by the server, every time compares as the exact instant it is.
+    if as_text:
+        return sql_cast(bindparam(name, type_=TimeText()), UTCDateTime())
+    return bindparam(name, type_=UTCDateTime())
+
+
 @lru_cache(maxsize=64)
 def history_select(dialect: Dialect, **filters: bool) -> PrecompiledSelect:
-    return PrecompiledSelect(history_statement(**filters), dialect)
+    statement = history_statement(times_as_text=dialect.name == "postgresql", **filters)
+    return PrecompiledSelect(statement, dialect)
 
 
 def history_statement(
-    *, after: bool, provider: bool, event_type: bool, since: bool, until: bool
+    *, after: bool, provider: bool, event_type: bool, since: bool, until: bool, times_as_text: bool
 ) -> Select[*tuple[Any, ...]]:
     """The history query for one combination of filters; values are bound at execution. Built and
     compiled once per combination (history_select): building a statement costs more than running it."""
     stmt = LISTED.where(Event.payment_id == bindparam("payment_id"))
     if after:
         # A row-value comparison: both databases turn it into a range on the history index.
-        after_key = tuple_(bindparam("after_occurred_at", type_=UTCDateTime()), bindparam("after_id"))
+        after_key = tuple_(time_param("after_occurred_at", as_text=times_as_text), bindparam("after_id"))
         stmt = stmt.where(tuple_(Event.occurred_at, Event.id) > after_key)
     if provider:
         stmt = stmt.where(Event.provider == bindparam("provider"))
     if event_type:
         stmt = stmt.where(Event.event_type == bindparam("event_type"))
     if since:
-        stmt = stmt.where(Event.occurred_at >= bindparam("since"))
+        stmt = stmt.where(Event.occurred_at >= time_param("since", as_text=times_as_text))
     if until:
-        stmt = stmt.where(Event.occurred_at < bindparam("until"))
+        stmt = stmt.where(Event.occurred_at < time_param("until", as_text=times_as_text))
     return stmt.order_by(Event.occurred_at, Event.id).limit(bindparam("limit"))
 
 
 async def history(request: Request, payment_id: str, query: HistoryQuery) -> Response:
     """The page of `payment_id`'s history that `query` asks for; the handler of both the documented
-    route and the fast path."""
+    route and the hot route."""
     params: dict[str, Any] = {"payment_id": payment_id, "limit": query.limit + 1}
     if query.after is not None:
         params["after_occurred_at"], params["after_id"] = paging.decode_history(query.after)
@@ -175,8 +199,10 @@ async def history(request: Request, payment_id: str, query: HistoryQuery) -> Res
     return listed_page(request, rows, limit=query.limit, kind=paging.HISTORY)
 
 
+# Ids are the providers' own and may hold "/": every id route takes the rest of the path ({...:id}, see
+# params.IdConvertor), as the hot route does, so whatever was stored can be read back.
 @router.get(
-    "/payments/{payment_id}/events",
+    "/payments/{payment_id:id}/events",
     response_model=list[EventOut],
     responses=PAGED_OK,
     tags=["payments"],
@@ -190,7 +216,18 @@ async def payment_events(
     At most `limit` events; when more remain, the `Link` header carries the next page's URL (the same
     query with `after` set). Follow it until it is absent to walk the whole history.
     """
+    if not events_suffix_is_literal(request.scope):
+        # `/payments/pay%2Fevents`: the state of the payment "pay/events", not the history of "pay".
+        payment = await payment_state(request, f"{payment_id}/events", query.provider)
+        return Response(PaymentOut.model_validate(payment).model_dump_json(), media_type="application/json")
     return await history(request, payment_id, query)
+
+
+def events_suffix_is_literal(scope: Scope) -> bool:
+    """Whether the path's last segment is "events" as sent, not the end of an id whose "/" was sent
+    as %2F. Starlette routes on the decoded path, where the two look alike; the raw path tells."""
+    raw_path: bytes | None = scope.get("raw_path")
+    return raw_path is None or unquote(raw_path.rsplit(b"/", 1)[-1].decode("latin-1")) == "events"
 
 
 PAYMENT_ID: Final = TypeAdapter(PaymentId)
@@ -208,11 +245,11 @@ def _history_payment_id(scope: Scope) -> str | None:
     if scope["method"] != "GET" or scope.get("root_path"):
         return None
     path: str = scope["path"]
-    # Starlette matches {payment_id} against the decoded path, as one segment: so does this.
+    # Starlette matches {payment_id:id} against the decoded path, slashes included: so does this.
     if not (path.startswith("/payments/") and path.endswith("/events")):
         return None
-    segment = path[len("/payments/") : -len("/events")]
-    return segment if segment and "/" not in segment else None
+    payment_id = path[len("/payments/") : -len("/events")]
+    return payment_id if payment_id and events_suffix_is_literal(scope) else None
 
 
 def _history_params(payment_id: str, query_string: bytes) -> tuple[str, HistoryQuery]:
@@ -242,7 +279,7 @@ HISTORY_HOT_ROUTE = HotRoute(
 
 
 @router.get(
-    "/payments/{payment_id}",
+    "/payments/{payment_id:id}",
     response_model=PaymentOut,
     responses={404: PAYMENT_NOT_FOUND, 409: PAYMENT_AMBIGUOUS},
     tags=["payments"],
@@ -316,7 +353,7 @@ async def recent_events(
 
 
 @router.get(
-    "/events/{provider}/{event_id}",
+    "/events/{provider}/{event_id:id}",
     response_model=EventDetail,
     responses={404: EVENT_NOT_FOUND},
     tags=["events"],

@@ -138,6 +138,9 @@ PROVIDER_PARAMETER = {
 }
 
 
+# A URL pasted into a provider's dashboard with a trailing slash works too: providers do not follow
+# redirects, and the app sends none (redirect_slashes=False).
+@router.post("/webhooks/{provider}/", include_in_schema=False)
 @router.post(
     "/webhooks/{provider}",
     response_model=WebhookAck,
@@ -154,6 +157,7 @@ async def receive_webhook(request: Request) -> Response:
     return await receive(request, request.path_params["provider"])
 
 
+@router.post("/webhook/payments/", include_in_schema=False)
 @router.post(
     "/webhook/payments",
     response_model=WebhookAck,
@@ -169,7 +173,7 @@ async def receive_razorpay_legacy(request: Request) -> Response:
 def _webhook_provider(scope: Scope) -> str | None:
     if scope["method"] != "POST":
         return None
-    path: str = scope["path"]
+    path: str = scope["path"].removesuffix("/")  # a trailing slash, as the routes take it
     if path == "/webhook/payments":
         return "razorpay"
     name = path.removeprefix("/webhooks/")

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from config import Settings
 from payments.events import NormalizedEvent
+from providers import fields
 from security import HeaderMap, require_header
 
 # Headers worth keeping with every stored event: they identify the delivery and never hold a secret.
@@ -26,6 +27,10 @@ class Provider(ABC):
     # Of those, the ones holding a signature: kept in the database, shown to readers as REDACTED, since a
     # signature that verifies is what a forger needs (PayPal's covers only a CRC32 of the body).
     signature_headers: ClassVar[tuple[str, ...]]
+    # Headers whose value becomes the event id (each with its aliases): checked with the other headers,
+    # before the signature, so a delivery is never refused after it proved authentic for an id that
+    # its sender would send again on every retry.
+    identity_headers: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -38,6 +43,8 @@ class Provider(ABC):
     def check_headers(self, headers: HeaderMap) -> None:
         for names in self.required_headers:
             require_header(headers, *names)
+        for names in self.identity_headers:
+            fields.header_text(first_header(headers, *names), names[0])
 
     @abstractmethod
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
@@ -51,7 +58,21 @@ class Provider(ABC):
 
     def delivery_headers(self, headers: HeaderMap) -> dict[str, str]:
         return {
-            name: value
+            name: _as_sent(value)
             for name in (*COMMON_STORED_HEADERS, *self.stored_headers)
             if (value := headers.get(name)) is not None
         }
+
+
+def first_header(headers: HeaderMap, *names: str) -> str | None:
+    """The first of `names` present and non-empty, as require_header picks it; None when there is none."""
+    return next((value for name in names if (value := headers.get(name))), None)
+
+
+def _as_sent(value: str) -> str:
+    # Kept as evidence: UTF-8 where the bytes are UTF-8 (what the sender wrote, and what the event id
+    # was read as), else each byte as the server decoded it.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value

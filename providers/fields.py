@@ -14,6 +14,15 @@ MAX_ID_LENGTH = 255
 BIGINT_MAX = 2**63 - 1
 _MISSING = object()
 
+# The times an event may carry: every instant in this range is stored and read back exactly by both
+# databases and all three drivers. Outside it, asyncpg reads year 1's first instant and year 9999's
+# last as -infinity and infinity (a history cursor then points back at its own page), and Python's
+# datetime ends at both years. A time outside it is how senders say "unset" (Go's zero time is
+# 0001-01-01T00:00:00Z), so it is read as absent: the event falls back to its next time, as when the
+# field is missing, and is stored rather than refused (the sender could not fix a refusal by retrying).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
 
 def get_path(payload: object, path: str) -> Any:
     """`get_path(p, "data.object.id")`: the value, or None where any step is absent or not an object."""
@@ -44,6 +53,20 @@ def text(value: object, field: str, *, required: bool = False, max_length: int =
     return result
 
 
+def header_text(value: str | None, field: str) -> str | None:
+    """A header value that becomes part of what is stored (an event id), as the sender wrote it: its
+    bytes read as UTF-8. Servers hand header values over decoded as latin-1, which turned `mé14` into
+    `mÃ©14` and `m€15` into text with a control character."""
+    if value is not None:
+        try:
+            value = value.encode("latin-1").decode("utf-8")
+        except UnicodeEncodeError:
+            pass  # not from a server: already text
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload(f"header {field!r} is not UTF-8") from exc
+    return text(value, field)
+
+
 def required_text(value: object, field: str) -> str:
     result = text(value, field, required=True)
     assert result is not None  # text() raises for a missing required field
@@ -70,29 +93,40 @@ def currency(value: object, field: str) -> str | None:
     return code.upper()
 
 
+def _in_range(value: datetime) -> datetime | None:
+    return value if EARLIEST_TIME <= value <= LATEST_TIME else None
+
+
 def unix_time(value: object, field: str) -> datetime | None:
+    """Unix seconds as a UTC time; None when absent or outside EARLIEST_TIME..LATEST_TIME."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidPayload(f"field {field!r} must be a unix timestamp")
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise InvalidPayload(f"field {field!r} is not a valid unix timestamp") from exc
+    # Compared before converting: past the range, fromtimestamp overflows or loses the microseconds.
+    if not EARLIEST_TIME.timestamp() <= value <= LATEST_TIME.timestamp():
+        return None
+    return _in_range(datetime.fromtimestamp(value, UTC))
 
 
 def iso_time(value: object, field: str) -> datetime | None:
+    """An ISO 8601 time in UTC; None when absent or outside EARLIEST_TIME..LATEST_TIME."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise InvalidPayload(f"field {field!r} must be an ISO 8601 time")
     try:
         parsed = datetime.fromisoformat(value)
-        # A time without an offset is taken as UTC, which is what every provider here sends. Converting
-        # overflows for offsets at the very ends of the calendar (year 1, year 9999).
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
+    except ValueError as exc:
         raise InvalidPayload(f"field {field!r} is not an ISO 8601 time") from exc
+    # A time without an offset is taken as UTC, which is what every provider here sends.
+    if parsed.tzinfo is None:
+        return _in_range(parsed.replace(tzinfo=UTC))
+    try:
+        return _in_range(parsed.astimezone(UTC))
+    except OverflowError:
+        # An offset that carries the time past year 1 or 9999: outside the range either way.
+        return None
 
 
 def derived_event_id(body: bytes) -> str:

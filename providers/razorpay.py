@@ -44,6 +44,7 @@ class Razorpay(Provider):
     required_headers = (("x-razorpay-signature",),)
     stored_headers = ("x-razorpay-signature", "x-razorpay-event-id")
     signature_headers = ("x-razorpay-signature",)
+    identity_headers = (("x-razorpay-event-id",),)
 
     @property
     def secrets(self) -> Sequence[str]:
@@ -56,9 +57,9 @@ class Razorpay(Provider):
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
         event_type = fields.required_text(payload.get("event"), "event")
-        event_id = fields.text(headers.get("x-razorpay-event-id"), "X-Razorpay-Event-Id") or fields.text(
-            payload.get("id"), "id"
-        )
+        event_id = fields.header_text(
+            headers.get("x-razorpay-event-id"), "X-Razorpay-Event-Id"
+        ) or fields.text(payload.get("id"), "id")
         payment = fields.get_path(payload, "payload.payment.entity")
         # The entity the event is about: its status and amount are the event's.
         if event_type.startswith("refund."):

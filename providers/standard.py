@@ -26,6 +26,7 @@ class StandardWebhooks(Provider):
     required_headers = (_ID, _TIMESTAMP, _SIGNATURE)
     stored_headers = (*_ID, *_TIMESTAMP, *_SIGNATURE)
     signature_headers = _SIGNATURE
+    identity_headers = (_ID,)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -60,7 +61,9 @@ class StandardWebhooks(Provider):
         )
         return NormalizedEvent(
             provider=self.name,
-            event_id=fields.required_text(require_header(headers, *_ID), "webhook-id"),
+            event_id=fields.required_text(
+                fields.header_text(require_header(headers, *_ID), "webhook-id"), "webhook-id"
+            ),
             id_derived=False,
             event_type=fields.text(payload.get("type"), "type"),
             payment_id=fields.text(fields.get_path(payload, id_path), id_path),

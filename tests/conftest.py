@@ -16,9 +16,11 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
+from api.hot_routes import HotRoutes
 from config import Settings
 from database import make_engine, normalise_url
 from main import create_app
@@ -73,6 +75,14 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"database_url": database_url, "razorpay_webhook_secret": ["test_secret"]}
     values.update(overrides)
     return Settings(**values)
+
+
+def without_hot_routes(app: FastAPI) -> FastAPI:
+    """The same app with every request going through FastAPI's router."""
+    kept = [m for m in app.user_middleware if m.cls is not HotRoutes]
+    assert len(kept) == len(app.user_middleware) - 1
+    app.user_middleware = kept
+    return app
 
 
 @pytest.fixture

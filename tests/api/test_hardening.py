@@ -302,7 +302,6 @@ BAD_BODIES: dict[str, tuple[bytes, str]] = {
     "event_type_huge": (json.dumps(razorpay_event(event="e" * 100_000)).encode(), "invalid_payload"),
     "currency_long": (_payload_with(currency="RUPEES"), "invalid_payload"),
     "currency_non_ascii": (_payload_with(currency="ÏÑR"), "invalid_payload"),
-    "created_at_far_future": (json.dumps(razorpay_event(created_at=10**20)).encode(), "invalid_payload"),
     "created_at_string": (
         json.dumps(razorpay_event() | {"created_at": "yesterday"}).encode(),
         "invalid_payload",

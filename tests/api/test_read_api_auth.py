@@ -21,7 +21,9 @@ SAMPLE_PATH_VALUES = {"payment_id": "pay_014", "provider": "razorpay", "event_id
 def read_paths() -> list[str]:
     """Every route on the read router, with sample path values: a new read route is covered by itself."""
     routes = [route for route in reads.router.routes if isinstance(route, APIRoute)]
-    return [re.sub(r"\{(\w+)\}", lambda m: SAMPLE_PATH_VALUES[m.group(1)], route.path) for route in routes]
+    return [
+        re.sub(r"\{(\w+)\}", lambda m: SAMPLE_PATH_VALUES[m.group(1)], route.path_format) for route in routes
+    ]
 
 
 READ_PATHS = read_paths()

@@ -106,7 +106,7 @@ def test_read_routes_document_their_errors_tokens_and_examples(
     responses = operation["responses"]
 
     assert operation["security"] == [{"ApiToken": []}]
-    assert {code for code in responses if code != "200"} == {"401", "422", "503", *specific}
+    assert {code for code in responses if code != "200"} == {"401", "422", "500", "503", *specific}
     for code, error_code in specific.items():
         assert responses[code]["content"]["application/json"]["example"]["error"]["code"] == error_code
     # The success body's every field carries an example, so /docs shows a realistic answer.
