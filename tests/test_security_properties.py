@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import errors
 import security
 from config import Settings
 from errors import InvalidPayload, SignatureError, SignatureExpired, SignatureInvalid
@@ -532,6 +533,6 @@ def _header_names(provider: str) -> list[str]:
 
 
 def test_signature_error_codes_are_the_documented_ones() -> None:
-    assert {SignatureInvalid.code, SignatureExpired.code, security.SignatureMissing.code} == {
+    assert {SignatureInvalid.code, SignatureExpired.code, errors.SignatureMissing.code} == {
         code for status, code in DOCUMENTED if status == 403
     }

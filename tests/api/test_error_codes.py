@@ -13,9 +13,8 @@ from starlette.routing import Route
 
 import main
 from api import paging, reads
-from errors import ApiError
+from errors import ApiError, SignatureError
 from main import create_app
-from security import SignatureError
 from tests.conftest import ROOT, make_settings, without_hot_routes
 from tests.factories import razorpay_delivery, razorpay_event
 

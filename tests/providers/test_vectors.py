@@ -14,6 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import errors
 import security
 from errors import SignatureError
 from security import require_header
@@ -129,7 +130,7 @@ def test_paypal_signed_string_matches_the_published_one() -> None:
 def test_the_published_paypal_sandbox_certificate_is_refused_as_expired_today() -> None:
     cert = paypal_cert(vector(62)["cert_file"])
 
-    with pytest.raises(security.SignatureInvalid, match="not currently valid"):
+    with pytest.raises(errors.SignatureInvalid, match="not currently valid"):
         security.paypal_certificate_key(cert, now=datetime.now(UTC))
     # It was PayPal's, and valid when it signed the vector.
     key, _ = security.paypal_certificate_key(cert, now=datetime(2016, 10, 5, 14, 57, 40, tzinfo=UTC))
