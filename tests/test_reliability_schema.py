@@ -13,7 +13,7 @@ from schemathesis.checks import CheckFunction
 
 from main import app
 from tests.conftest import BACKENDS
-from tests.load import LoggedServer, backend_database
+from tests.live import LoggedServer, backend_database
 
 TOKEN = "schema-test-token"
 schema = schemathesis.openapi.from_dict(app.openapi())

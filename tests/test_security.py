@@ -21,7 +21,7 @@ import security
 from errors import InvalidPayload, SignatureExpired, SignatureInvalid, SignatureMissing
 from providers import fields
 from providers.money import decimal_to_minor, minor_unit_exponent
-from tests.provider_support import (
+from tests.support import (
     PAYPAL_CERT_URL,
     PAYPAL_WEBHOOK_ID,
     STANDARD_SECRET,

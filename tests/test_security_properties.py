@@ -27,7 +27,7 @@ from errors import InvalidPayload, SignatureError, SignatureExpired, SignatureIn
 from payments.events import STATUS_RANK, NormalizedEvent
 from providers import build_registry
 from providers.fields import BIGINT_MAX, MAX_ID_LENGTH
-from tests.provider_support import (
+from tests.support import (
     PAYPAL_WEBHOOK_ID,
     STANDARD_SECRET,
     STRIPE_SECRET,

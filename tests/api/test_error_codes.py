@@ -16,7 +16,7 @@ from api import paging, reads
 from errors import ApiError, SignatureError
 from main import create_app
 from tests.conftest import ROOT, make_settings, without_hot_routes
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event
 
 TOKEN = "error-codes-token-0001"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

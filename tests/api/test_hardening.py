@@ -27,8 +27,7 @@ from errors import InvalidPayload, SignatureError
 from main import create_app
 from providers import fields, money
 from tests.conftest import BACKENDS, make_settings
-from tests.factories import razorpay_delivery, razorpay_event, razorpay_signature
-from tests.load import (
+from tests.live import (
     LoggedServer,
     backend_database,
     chunked,
@@ -39,14 +38,17 @@ from tests.load import (
     stored_bodies,
     wait_until,
 )
-from tests.provider_support import (
+from tests.support import (
     PAYPAL_WEBHOOK_ID,
     PAYSTACK_SECRET,
     STANDARD_SECRET,
     STRIPE_SECRET,
     paypal_headers,
     paystack_headers,
+    razorpay_delivery,
+    razorpay_event,
     razorpay_headers,
+    razorpay_signature,
     standard_headers,
     stripe_headers,
     write_paypal_cert,

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from main import create_app
 from schemas import EventOut
 from tests.conftest import make_settings, without_hot_routes
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event
 
 TOKEN = "history-token"
 

@@ -19,8 +19,7 @@ from main import create_app
 from models import Event, Payment
 from providers import fields
 from tests.conftest import make_settings
-from tests.payments.test_projection_rebuild import normalized, store_directly
-from tests.provider_support import STANDARD_SECRET, standard_headers
+from tests.support import STANDARD_SECRET, an_event, standard_headers, store_directly
 
 YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the range documented in docs/providers.md
@@ -138,7 +137,7 @@ def test_every_paged_list_walks_any_stored_times_to_the_end(
     client, engine = reader
     payment_id = f"pay_{uuid.uuid4().hex[:12]}"
     events = [
-        normalized(event_id=f"evt_{number}", payment_id=payment_id, occurred_at=at, received_at=at)
+        an_event(event_id=f"evt_{number}", payment_id=payment_id, occurred_at=at, received_at=at)
         for number, at in enumerate(times)
     ]
     with engine.begin() as connection:

@@ -15,9 +15,7 @@ from sqlalchemy import create_engine
 from api.reader import Reader
 from database import make_engine, normalise_url
 from tests.conftest import make_settings
-from tests.factories import razorpay_delivery, razorpay_event
-from tests.payments.test_payments_order import walk
-from tests.payments.test_projection_rebuild import normalized, store_directly
+from tests.support import an_event, next_url, razorpay_delivery, razorpay_event, store_directly, walk
 
 BASE_TIME = 1751885965
 
@@ -35,18 +33,6 @@ def store(database_url: str, *events: Any) -> None:
     with engine.begin() as connection:
         store_directly(connection, list(events))
     engine.dispose()
-
-
-def next_url(response: Any) -> str | None:
-    link = response.headers.get("link")
-    if link is None:
-        return None
-    target, relation = link.split(";")
-    assert relation.strip() == 'rel="next"'
-    return str(target.strip().removeprefix("<").removesuffix(">"))
-
-
-# --- GET /payments/{payment_id} ------------------------------------------------------------------------
 
 
 def test_state_of_an_unknown_payment_is_payment_not_found(client: TestClient) -> None:
@@ -92,7 +78,7 @@ def test_an_id_at_two_providers_needs_the_provider(
 ) -> None:
     deliver(client, event="payment.captured", payment_id="pay_twice")
     store(
-        database_url, normalized(provider="stripe", event_id="evt_s", payment_id="pay_twice", status="failed")
+        database_url, an_event(provider="stripe", event_id="evt_s", payment_id="pay_twice", status="failed")
     )
 
     response = client.get(f"/payments/pay_twice{query}")
@@ -224,7 +210,7 @@ def test_feed_filters(client: TestClient, database_url: str, query: str, expecte
     deliver(client, event="payment.authorized", event_id="evt_a")
     deliver(client, event="payment.captured", event_id="evt_c")
     deliver(client, event="payment.failed", event_id="evt_f", payment_id="pay_f")
-    store(database_url, normalized(provider="stripe", event_id="evt_s", payment_id="pi_1", status="captured"))
+    store(database_url, an_event(provider="stripe", event_id="evt_s", payment_id="pi_1", status="captured"))
 
     rows = walk(client, f"/events?limit=1&{query}")
 
@@ -235,7 +221,7 @@ def test_feed_time_bounds_are_on_receipt(client: TestClient, database_url: str) 
     at = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     store(
         database_url,
-        *(normalized(event_id=f"evt_{hour}", received_at=at + timedelta(hours=hour)) for hour in range(4)),
+        *(an_event(event_id=f"evt_{hour}", received_at=at + timedelta(hours=hour)) for hour in range(4)),
     )
 
     rows = client.get("/events?since=2030-01-01T13:00:00Z&until=2030-01-01T15:00:00%2B00:00").json()
@@ -276,7 +262,7 @@ def test_one_event_in_full_has_the_body_byte_for_byte_and_its_headers(client: Te
 
 def test_a_body_that_is_not_utf8_comes_back_as_base64(client: TestClient, database_url: str) -> None:
     raw = b"\xff\xfeamount=5000&currency=\xe9"
-    store(database_url, normalized(event_id="evt_bytes", raw_body=raw))
+    store(database_url, an_event(event_id="evt_bytes", raw_body=raw))
 
     event = client.get("/events/razorpay/evt_bytes").json()
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from api import reads
 from config import Settings
 from tests.conftest import LiveServer
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event
 
 TOKENS = ["tok_current_6f1d2c", "tok_previous_9a8b7c"]
 SAMPLE_PATH_VALUES = {"payment_id": "pay_014", "provider": "razorpay", "event_id": "evt_auth_014"}

@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from api.precompiled import PrecompiledSelect
-from tests.api.test_read_api import next_url
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import next_url, razorpay_delivery, razorpay_event
 
 
 @pytest.fixture

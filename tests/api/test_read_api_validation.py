@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, func, select
 from api import paging
 from database import normalise_url
 from models import Event
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event
 
 
 def cursor(*values: object) -> str:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from main import create_app
 from tests.conftest import make_settings, without_hot_routes
-from tests.factories import razorpay_delivery
+from tests.support import razorpay_delivery
 
 EVENTS = [  # (event id, payment id, created_at)
     ("evt/slash", "pay/slash", 1751885965),

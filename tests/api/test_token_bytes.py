@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from main import create_app
 from security import constant_time_in
 from tests.conftest import make_settings, without_hot_routes
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event
 
 CYRILLIC = "ключ-секрет-2025"
 LATIN = "tök-secret-token-2025"

@@ -14,7 +14,7 @@ from config import Settings
 from database import normalise_url
 from models import Event
 from tests.conftest import LiveServer
-from tests.factories import razorpay_delivery, razorpay_event, razorpay_signature
+from tests.support import razorpay_delivery, razorpay_event, razorpay_signature
 
 
 def stored_events(database_url: str) -> list[Event]:

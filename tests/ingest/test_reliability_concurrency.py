@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.factories import razorpay_delivery, razorpay_event
-from tests.load import (
+from tests.live import (
     LoggedServer,
     hammer,
     razorpay_deliveries,
@@ -17,6 +16,7 @@ from tests.load import (
     shut_down_cleanly,
     stored_bodies,
 )
+from tests.support import razorpay_delivery, razorpay_event
 
 
 @pytest.mark.parametrize(("connections", "queue_max"), [(64, 10_000)])

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from main import create_app
 from tests.conftest import make_settings
-from tests.factories import razorpay_delivery, razorpay_event
-from tests.load import LoggedServer, storage_outage, stored_bodies, wait_until, writes_stalled
+from tests.live import LoggedServer, storage_outage, stored_bodies, wait_until, writes_stalled
+from tests.support import razorpay_delivery, razorpay_event
 
 STORE_TIMEOUT = 0.5
 QUEUE_STORE_TIMEOUT = 1.0

@@ -23,7 +23,7 @@ from ingest.sinks import make_sinks
 from payments.events import NormalizedEvent
 from providers.paypal import PayPal
 from tests.conftest import make_settings
-from tests.provider_support import (
+from tests.support import (
     PAYPAL_WEBHOOK_ID,
     all_provider_settings,
     crc32_forgery,

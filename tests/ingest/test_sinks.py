@@ -21,6 +21,7 @@ from ingest.store import EventWriter
 from models import Event, Payment, UTCDateTime
 from payments.events import STATUS_RANK, NormalizedEvent
 from tests.conftest import make_settings
+from tests.support import an_event
 
 _ids = itertools.count(1)
 # What an adapter can hand over: text without NUL (PostgreSQL refuses it, and the adapters check) or
@@ -44,26 +45,6 @@ def write(engine: Engine, events: Sequence[NormalizedEvent]) -> list[bool]:
             await sink.close()
 
     return asyncio.run(run())
-
-
-def an_event(**changes: object) -> NormalizedEvent:
-    values: dict[str, object] = {
-        "provider": "razorpay",
-        "event_id": f"evt_sink_{next(_ids)}",
-        "id_derived": False,
-        "event_type": "payment.captured",
-        "payment_id": f"pay_sink_{next(_ids)}",
-        "status": "captured",
-        "provider_status": "captured",
-        "amount": 5000,
-        "currency": "INR",
-        "occurred_at": datetime(2025, 7, 7, 10, 59, 25, tzinfo=UTC),
-        "received_at": datetime.now(UTC),
-        "raw_body": b'{"event": "payment.captured"}',
-        "headers": {"content-type": "application/json"},
-    }
-    values.update(changes)
-    return NormalizedEvent(**values)  # type: ignore[arg-type]
 
 
 events_as_adapters_give_them = st.builds(

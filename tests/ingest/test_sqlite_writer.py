@@ -17,9 +17,8 @@ from ingest.sinks import SqliteProcessSink, sqlite_writer_setup
 from ingest.store import EventWriter
 from ops import migrate
 from tests.conftest import make_settings
-from tests.factories import razorpay_delivery, razorpay_event
-from tests.ingest.test_sinks import an_event
-from tests.load import LoggedServer, stored_bodies, wait_until
+from tests.live import LoggedServer, stored_bodies, wait_until
+from tests.support import an_event, razorpay_delivery, razorpay_event
 
 
 def gone(pid: int) -> bool:

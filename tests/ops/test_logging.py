@@ -13,7 +13,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from tests.conftest import ROOT, LiveServer
-from tests.factories import razorpay_delivery, razorpay_event, razorpay_signature
+from tests.support import razorpay_delivery, razorpay_event, razorpay_signature
 
 FIELDS = ("request_id", "provider", "event_id", "outcome", "status_code", "duration_ms")
 TEXT_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')

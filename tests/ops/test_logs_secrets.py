@@ -21,8 +21,7 @@ from pydantic import ValidationError
 from config import Settings
 from main import create_app
 from tests.conftest import BACKENDS, ROOT, make_settings
-from tests.factories import razorpay_delivery, razorpay_event, razorpay_signature
-from tests.load import (
+from tests.live import (
     LoggedServer,
     backend_database,
     read_response,
@@ -30,7 +29,15 @@ from tests.load import (
     storage_outage,
     stored_bodies,
 )
-from tests.provider_support import STANDARD_SECRET, STRIPE_SECRET, standard_headers, stripe_headers
+from tests.support import (
+    STANDARD_SECRET,
+    STRIPE_SECRET,
+    razorpay_delivery,
+    razorpay_event,
+    razorpay_signature,
+    standard_headers,
+    stripe_headers,
+)
 
 # --- constant-time comparisons ------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 from database import normalise_url
 from tests.conftest import LiveServer, free_port
-from tests.factories import razorpay_delivery, razorpay_event, razorpay_signature
+from tests.support import razorpay_delivery, razorpay_event, razorpay_signature
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 STRIPE_SECRET = "whsec_metrics_test"

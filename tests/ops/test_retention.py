@@ -20,7 +20,7 @@ from ops import retention
 from payments import projection
 from payments.events import NormalizedEvent
 from tests.conftest import ROOT, make_settings
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event
 
 NOW = datetime(2025, 7, 8, 12, 0, tzinfo=UTC)
 NINETY_DAYS = timedelta(days=90)

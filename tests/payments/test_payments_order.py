@@ -20,7 +20,7 @@ from models import Payment
 from payments import projection
 from payments.events import STATUS_RANK
 from tests.conftest import fixture_path
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event, walk
 
 BASE_TIME = 1751885965
 PAYMENT_AMOUNT = 5000
@@ -119,20 +119,6 @@ def payment_specs(draw: st.DrawFn) -> list[Spec]:
 def deliver(client: TestClient, body: bytes, headers: dict[str, str]) -> None:
     response = client.post("/webhooks/razorpay", content=body, headers=headers)
     assert response.status_code == 200, response.text
-
-
-def walk(client: TestClient, url: str) -> list[dict[str, Any]]:
-    """Every page of a paged list, following `Link: rel="next"` to the end."""
-    rows: list[dict[str, Any]] = []
-    for _ in range(1_000):
-        response = client.get(url)
-        assert response.status_code == 200, response.text
-        rows += response.json()
-        link = response.headers.get("link")
-        if link is None:
-            return rows
-        url = link.split(";")[0].strip("<>")
-    raise AssertionError("paging did not end")
 
 
 def state(client: TestClient, payment_id: str) -> dict[str, Any]:

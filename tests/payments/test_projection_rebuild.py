@@ -8,21 +8,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, Row, create_engine, event, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, Row, create_engine, event, select, text, update
 
 from database import normalise_url
 from models import Base, Event, Payment
 from payments import projection
 from payments.events import NormalizedEvent
 from tests.conftest import ROOT
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import an_event, razorpay_delivery, razorpay_event, store_directly
 
 KINDS = ("payment.authorized", "payment.failed", "payment.captured", "payment.authorized", "payment.captured")
 
@@ -113,39 +111,8 @@ def test_cli_reports_an_unreachable_database_without_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
-def store_directly(connection: Connection, events: list[NormalizedEvent]) -> list[bool]:
-    """Insert events and fold them, as the writer does, without a running app (for rows no webhook
-    can produce: other providers, bytes that are not UTF-8, statuses outside today's vocabulary)."""
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(Event).on_conflict_do_nothing(index_elements=["provider", "event_id"])
-    stored = []
-    for one in events:
-        row_id = connection.execute(stmt.returning(Event.id), asdict(one)).scalar_one_or_none()
-        if row_id is not None:
-            stored.append((row_id, one))
-    projection.apply(connection, stored)
-    return [any(one is new for _, new in stored) for one in events]
-
-
-def normalized(**overrides: Any) -> NormalizedEvent:
-    at = datetime(2025, 7, 7, 10, 0, tzinfo=UTC)
-    values: dict[str, Any] = dict(
-        provider="razorpay",
-        event_id="evt",
-        id_derived=False,
-        event_type="payment.captured",
-        payment_id="pay_x",
-        status="captured",
-        provider_status="captured",
-        amount=5000,
-        currency="INR",
-        occurred_at=at,
-        received_at=at,
-        raw_body=b"{}",
-        headers={},
-    )
-    values.update(overrides)
-    return NormalizedEvent(**values)
+# When the events built here were received: a fixed time, so their rows compare across databases.
+AT = datetime(2025, 7, 7, 10, 0, tzinfo=UTC)
 
 
 def test_rebuild_survives_a_stored_status_outside_the_vocabulary(database_url: str) -> None:
@@ -153,8 +120,19 @@ def test_rebuild_survives_a_stored_status_outside_the_vocabulary(database_url: s
     Base.metadata.create_all(engine)
     later = datetime(2025, 7, 7, 11, 0, tzinfo=UTC)
     with engine.begin() as connection:
-        store_directly(connection, [normalized(event_id="evt_cap")])
-        store_directly(connection, [normalized(event_id="evt_old", status="authorized", occurred_at=later)])
+        store_directly(connection, [an_event(payment_id="pay_x", received_at=AT, event_id="evt_cap")])
+        store_directly(
+            connection,
+            [
+                an_event(
+                    payment_id="pay_x",
+                    received_at=AT,
+                    event_id="evt_old",
+                    status="authorized",
+                    occurred_at=later,
+                )
+            ],
+        )
         # As if the vocabulary had since dropped a word: the row stays, it just cannot rank.
         connection.execute(update(Event).where(Event.event_id == "evt_old").values(status="pending_review"))
     with engine.begin() as connection:
@@ -171,9 +149,11 @@ def test_rebuild_on_postgresql_folds_a_concurrent_write_exactly_once(database_ur
     engine = engine_for(database_url)
     Base.metadata.create_all(engine)
     with engine.begin() as connection:
-        store_directly(connection, [normalized(event_id="evt_1", status="authorized")])
+        store_directly(
+            connection, [an_event(payment_id="pay_x", received_at=AT, event_id="evt_1", status="authorized")]
+        )
     writer = threading.Thread(
-        target=write_one, args=(engine, normalized(event_id="evt_2", payment_id="pay_new"))
+        target=write_one, args=(engine, an_event(received_at=AT, event_id="evt_2", payment_id="pay_new"))
     )
 
     def start_writer_before_the_scan(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

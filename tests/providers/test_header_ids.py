@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.provider_support import STANDARD_SECRET, razorpay_headers, standard_headers, stored_events
+from tests.support import STANDARD_SECRET, razorpay_headers, standard_headers, stored_events
 
 BODY = json.dumps({"type": "payment.succeeded", "data": {"id": "pay_hdr", "status": "captured"}}).encode()
 RAZORPAY_BODY = json.dumps(

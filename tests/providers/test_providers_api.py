@@ -16,7 +16,7 @@ import standardwebhooks.webhooks
 import stripe
 from fastapi.testclient import TestClient
 
-from tests.provider_support import (
+from tests.support import (
     STANDARD_SECRET,
     STRIPE_SECRET,
     all_provider_settings,

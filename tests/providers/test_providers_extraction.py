@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.provider_support import (
+from tests.support import (
     all_provider_settings,
     paystack_headers,
     standard_headers,

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 import providers.paypal
 from config import Settings
-from tests.provider_support import (
+from tests.support import (
     PAYPAL_CERT_URL,
     PAYPAL_WEBHOOK_ID,
     paypal_cert_pem,

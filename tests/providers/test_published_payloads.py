@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import fixture_path
-from tests.provider_support import (
+from tests.support import (
     all_provider_settings,
     paypal_headers,
     razorpay_headers,

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from tests.conftest import free_port
-from tests.load import wait_until
+from tests.live import wait_until
 
 
 def postgres_bindir() -> Path | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.load import (
+from tests.live import (
     LoggedServer,
     hammer,
     percentile,

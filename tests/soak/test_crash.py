@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.load import (
+from tests.live import (
     LoggedServer,
     Recorder,
     razorpay_deliveries,

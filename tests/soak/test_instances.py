@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, func, select
 
 from database import normalise_url
 from models import Event, Payment
-from tests.load import LoggedServer, Recorder, backend_database, razorpay_deliveries, report, send_all
+from tests.live import LoggedServer, Recorder, backend_database, razorpay_deliveries, report, send_all
 
 pytestmark = pytest.mark.soak
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.load import (
+from tests.live import (
     LoggedServer,
     Recorder,
     percentile,

@@ -7,7 +7,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.load import LoggedServer
+from tests.live import LoggedServer
 from tests.test_reliability_schema import check_case, schema, schema_server, session
 
 pytestmark = pytest.mark.soak

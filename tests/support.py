@@ -1,4 +1,5 @@
-"""Signed deliveries for every provider, made with each provider's own published code where it exists.
+"""Test helpers shared by every test package: signed deliveries for every provider, made with each
+provider's own published code where it exists, normalised events, and paging through a list.
 
 Stripe headers come from `stripe.WebhookSignature`, Standard Webhooks headers from `standardwebhooks` and
 `svix`; Razorpay signatures are checked by `razorpay`'s own verifier before they are used. Paystack
@@ -10,10 +11,12 @@ algorithm; the certificate is pinned through PAYPAL_CERT_PATH so nothing touches
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import time
 import uuid
 import zlib
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -27,12 +30,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
-from sqlalchemy import create_engine, select
+from sqlalchemy import Connection, create_engine, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from database import normalise_url
 from models import Event
-from tests.factories import razorpay_signature
+from payments import projection
+from payments.events import NormalizedEvent
 
 RAZORPAY_SECRET = "test_secret"
 STRIPE_SECRET = "whsec_conformance_stripe_secret"
@@ -48,6 +53,51 @@ def as_body(payload: dict[str, Any] | bytes) -> bytes:
 
 
 # --- Razorpay -----------------------------------------------------------------------------------------
+
+
+_counter = itertools.count(1)
+
+
+def razorpay_signature(body: bytes, secret: str = RAZORPAY_SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def razorpay_event(
+    *,
+    event: str = "payment.authorized",
+    payment_id: str = "pay_014",
+    status: str | None = None,
+    amount: int = 5000,
+    currency: str = "INR",
+    created_at: int = 1751885965,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """The widely used mock shape (top-level id); pass event_id="" for the real shape (no id)."""
+    payload: dict[str, Any] = {
+        "event": event,
+        "payload": {
+            "payment": {
+                "entity": {
+                    "id": payment_id,
+                    "status": status or event.rsplit(".", 1)[-1],
+                    "amount": amount,
+                    "currency": currency,
+                }
+            }
+        },
+        "created_at": created_at,
+    }
+    if event_id != "":
+        payload["id"] = event_id or f"evt_{next(_counter):06d}"
+    return payload
+
+
+def razorpay_delivery(
+    payload: dict[str, Any] | bytes, secret: str = RAZORPAY_SECRET
+) -> tuple[bytes, dict[str, str]]:
+    """A signed Razorpay delivery: the body and its headers."""
+    body = as_body(payload)
+    return body, razorpay_headers(body, secret=secret)
 
 
 def razorpay_headers(
@@ -234,3 +284,69 @@ def stored_events(database_url: str, provider: str | None = None) -> list[Event]
 def stored_event(database_url: str, provider: str, event_id: str) -> Event:
     [event] = [e for e in stored_events(database_url, provider) if e.event_id == event_id]
     return event
+
+
+# --- normalised events and paging ---------------------------------------------------------------------
+
+_event_ids = itertools.count(1)
+
+
+def an_event(**changes: object) -> NormalizedEvent:
+    """A normalised event as an adapter gives it, for storing without a delivery; each gets its own
+    event id and payment id unless `changes` names them."""
+    number = next(_event_ids)
+    values: dict[str, object] = {
+        "provider": "razorpay",
+        "event_id": f"evt_made_{number}",
+        "id_derived": False,
+        "event_type": "payment.captured",
+        "payment_id": f"pay_made_{number}",
+        "status": "captured",
+        "provider_status": "captured",
+        "amount": 5000,
+        "currency": "INR",
+        "occurred_at": datetime(2025, 7, 7, 10, 59, 25, tzinfo=UTC),
+        "received_at": datetime.now(UTC),
+        "raw_body": b'{"event": "payment.captured"}',
+        "headers": {"content-type": "application/json"},
+    }
+    values.update(changes)
+    return NormalizedEvent(**values)  # type: ignore[arg-type]
+
+
+def next_url(response: Any) -> str | None:
+    """The URL in a page's `Link: <...>; rel="next"` header, or None on the last page."""
+    link = response.headers.get("link")
+    if link is None:
+        return None
+    target, relation = link.split(";")
+    assert relation.strip() == 'rel="next"'
+    return str(target.strip().removeprefix("<").removesuffix(">"))
+
+
+def walk(client: Any, url: str) -> list[dict[str, Any]]:
+    """Every row of a paged list, following `Link: rel="next"` to the end."""
+    rows: list[dict[str, Any]] = []
+    for _ in range(1_000):
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        rows += response.json()
+        following = next_url(response)
+        if following is None:
+            return rows
+        url = following
+    raise AssertionError("paging did not end")
+
+
+def store_directly(connection: Connection, events: list[NormalizedEvent]) -> list[bool]:
+    """Insert events and fold them, as the writer does, without a running app (for rows no webhook
+    can produce: other providers, bytes that are not UTF-8, statuses outside today's vocabulary)."""
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(Event).on_conflict_do_nothing(index_elements=["provider", "event_id"])
+    stored = []
+    for one in events:
+        row_id = connection.execute(stmt.returning(Event.id), asdict(one)).scalar_one_or_none()
+        if row_id is not None:
+            stored.append((row_id, one))
+    projection.apply(connection, stored)
+    return [any(one is new for _, new in stored) for one in events]

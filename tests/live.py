@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, select
 from database import normalise_url
 from models import Event
 from tests.conftest import ROOT, LiveServer, scratch_postgres_database
-from tests.factories import razorpay_delivery, razorpay_event
+from tests.support import razorpay_delivery, razorpay_event
 
 # --- the server ---------------------------------------------------------------------------------------
 
