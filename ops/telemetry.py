@@ -1,10 +1,11 @@
 """Request ids and the one structured log line per delivery.
 
-Logging goes through a queue: the event loop only enqueues a record (for a delivery, a tuple of its
-fields), and a writer thread formats and writes it, so a slow terminal or disk never stalls deliveries.
-Lines never contain secrets or bodies.
-uvicorn's access line for a webhook delivery is dropped (the delivery line says more); with
-LOG_FORMAT=json uvicorn's own lines are JSON too, so a log pipeline parses every line the same way.
+Logging goes through the stdlib's queue: the event loop only enqueues a record (for a delivery, a tuple of
+its fields), and a QueueListener's thread formats and writes it to stderr, so a slow terminal or disk
+never stalls deliveries. Lines never
+contain secrets or bodies. uvicorn's access line for a webhook delivery is dropped (the delivery line
+says more); with LOG_FORMAT=json uvicorn's own lines are JSON too, so a log pipeline parses every line
+the same way.
 """
 
 import json
@@ -13,7 +14,6 @@ import logging.handlers
 import math
 import queue
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +34,13 @@ DELIVERY_FIELDS = ("request_id", "provider", "event_id", "outcome", "status_code
 # uvicorn's loggers: "uvicorn.error" propagates to "uvicorn"; "uvicorn.access" does not propagate.
 UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.access")
 WEBHOOK_PATHS: Final = ("/webhooks/", "/webhook/payments")
+# A delivery as queued by record_delivery: (time.time(), then the DELIVERY_FIELDS values in order).
+DeliveryItem = tuple[float, str | None, str, str | None, str, int, float]
+# What every delivery line has between its time and its fields.
+_TEXT_DELIVERY: Final = f"INFO {delivery_logger.name} delivery"
+_JSON_DELIVERY: Final = (
+    f'"level": "INFO", "logger": {json.dumps(delivery_logger.name)}, "message": "delivery"'
+)
 
 
 @dataclass(slots=True)
@@ -45,9 +52,16 @@ class Delivery:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, to the millisecond), level, logger, message, delivery fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (second, its ISO text without the offset): the part of the time that changes once a second.
+        self._second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self.iso_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -55,12 +69,47 @@ class JsonFormatter(logging.Formatter):
         line.update({name: getattr(record, name) for name in DELIVERY_FIELDS if hasattr(record, name)})
         return json.dumps(line)
 
+    def format_delivery(self, item: "DeliveryItem") -> str:
+        """What format() makes of a delivery's record, from its queued fields (see DeliveryListener)."""
+        created, request_id, provider, event_id, outcome, status_code, duration_ms = item
+        return (
+            f'{{"time": "{self.iso_time(created)}", {_JSON_DELIVERY},'
+            f' "request_id": {_json_value(request_id)}, "provider": {_json_value(provider)},'
+            f' "event_id": {_json_value(event_id)}, "outcome": {_json_value(outcome)},'
+            f' "status_code": {_json_value(status_code)}, "duration_ms": {_json_value(duration_ms)}}}'
+        )
+
+    def iso_time(self, created: float) -> str:
+        """datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"), the date kept a second.
+
+        fromtimestamp rounds to the microsecond, half to even, which can carry into the next second: that
+        rounding is done here first.
+        """
+        second = int(created)
+        micros = round((created - second) * 1e6)
+        if micros >= 1_000_000:
+            second += 1
+            micros -= 1_000_000
+        cached_second, stamp = self._second
+        if second != cached_second:
+            stamp = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
+            self._second = (second, stamp)
+        return f"{stamp}.{micros // 1000:03d}+00:00"
+
 
 class TextFormatter(logging.Formatter):
     """`time level logger message key=value ...`; values that could break the line are JSON-quoted."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        # (second, its strftime text): the part of the time that changes once a second.
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """logging.Formatter.formatTime, keeping the part to the second until the second changes."""
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        return f"{self._stamp(record.created)},{int(record.msecs):03d}"  # default_msec_format, "%s,%03d"
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -68,6 +117,25 @@ class TextFormatter(logging.Formatter):
             return line
         fields = (f"{name}={_text_value(getattr(record, name, None))}" for name in DELIVERY_FIELDS)
         return " ".join((line, *fields))
+
+    def format_delivery(self, item: "DeliveryItem") -> str:
+        """What format() makes of a delivery's record, from its queued fields (see DeliveryListener)."""
+        created, request_id, provider, event_id, outcome, status_code, duration_ms = item
+        msecs = int((created - int(created)) * 1000)  # as LogRecord computes it
+        return (
+            f"{self._stamp(created)},{msecs:03d} {_TEXT_DELIVERY}"
+            f" request_id={_text_value(request_id)} provider={_text_value(provider)}"
+            f" event_id={_text_value(event_id)} outcome={_text_value(outcome)}"
+            f" status_code={_text_value(status_code)} duration_ms={_text_value(duration_ms)}"
+        )
+
+    def _stamp(self, created: float) -> str:
+        second = int(created)
+        cached_second, stamp = self._second
+        if second != cached_second:
+            stamp = time.strftime(self.default_time_format, self.converter(created))
+            self._second = (second, stamp)
+        return stamp
 
 
 def _text_value(value: object) -> str:
@@ -81,88 +149,6 @@ def _text_value(value: object) -> str:
     return json.dumps(text)
 
 
-class SkipWebhookAccess(logging.Filter):
-    """Drops uvicorn's access line for webhook deliveries: the delivery line already records them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # uvicorn logs '%s - "%s %s HTTP/%s" %d' with (client, method, path, http version, status).
-        args = record.args
-        return not (isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith(WEBHOOK_PATHS))
-
-
-# A queued delivery line: (time.time(), then the DELIVERY_FIELDS values in order, except that the last is
-# the raw duration in seconds: rounding it to milliseconds is left to the writer thread).
-DeliveryItem = tuple[float, Any, str, str | None, str, int, float]
-
-_TEXT_PREFIX: Final = f"INFO {delivery_logger.name} delivery"
-_JSON_PREFIX: Final = f'"level": "INFO", "logger": {json.dumps(delivery_logger.name)}, "message": "delivery"'
-
-
-class _SecondCache:
-    """The part of a line's time that changes once a second, kept until the second changes."""
-
-    __slots__ = ("_second", "_stamp")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._stamp = ""
-
-
-class TextLine(_SecondCache):
-    """A delivery item as TextFormatter formats its record, without building the record.
-
-    Building a LogRecord per line and formatting it with logging's Formatter measured 13-24 us a line, the
-    largest single cost of a delivery; this measured ~2 us. The date part of the time changes once a second,
-    so it is kept (the same strftime over localtime as logging.Formatter.formatTime);
-    tests/ops/test_log_lines.py checks the lines against TextFormatter's.
-    """
-
-    __slots__ = ()
-
-    def __call__(self, item: DeliveryItem) -> str:
-        created, request_id, provider, event_id, outcome, status_code, duration_s = item
-        second = int(created)
-        if second != self._second:
-            self._stamp = time.strftime(logging.Formatter.default_time_format, time.localtime(created))
-            self._second = second
-        return (
-            f"{self._stamp},{int((created - second) * 1000):03d} {_TEXT_PREFIX}"
-            f" request_id={_text_value(request_id)} provider={_text_value(provider)}"
-            f" event_id={_text_value(event_id)} outcome={_text_value(outcome)}"
-            f" status_code={_text_value(status_code)} duration_ms={_text_value(round(duration_s * 1000, 2))}"
-        )
-
-
-class JsonLine(_SecondCache):
-    """A delivery item as JsonFormatter formats its record: the same bytes as its json.dumps, built directly.
-
-    The time is datetime.fromtimestamp(created, UTC) to the millisecond: fromtimestamp rounds to the
-    microsecond, half to even, which can carry into the next second, so that is done here first and the
-    rest of the string is kept per second.
-    """
-
-    __slots__ = ()
-
-    def __call__(self, item: DeliveryItem) -> str:
-        created, request_id, provider, event_id, outcome, status_code, duration_s = item
-        second = int(created)
-        micros = round((created - second) * 1e6)
-        if micros >= 1_000_000:
-            second += 1
-            micros -= 1_000_000
-        if second != self._second:
-            iso = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")
-            self._stamp = iso.removesuffix("+00:00")
-            self._second = second
-        return (
-            f'{{"time": "{self._stamp}.{micros // 1000:03d}+00:00", {_JSON_PREFIX},'
-            f' "request_id": {_json_value(request_id)}, "provider": {_json_value(provider)},'
-            f' "event_id": {_json_value(event_id)}, "outcome": {_json_value(outcome)},'
-            f' "status_code": {_json_value(status_code)},'
-            f' "duration_ms": {_json_value(round(duration_s * 1000, 2))}}}'
-        )
-
-
 def _json_value(value: object) -> str:
     """json.dumps(value), with the common types done without json.dumps's own overhead."""
     if type(value) is str:
@@ -174,109 +160,79 @@ def _json_value(value: object) -> str:
     return json.dumps(value)
 
 
-_STOP: Final = object()  # queued by the stop function: write what is left, then end the thread
-_BATCH_MAX: Final = 1000
-# How long stop() waits for the writer to write what is queued (a blocked stderr must not hang shutdown).
-STOP_TIMEOUT_S: Final = 5.0
+class SkipWebhookAccess(logging.Filter):
+    """Drops uvicorn's access line for webhook deliveries: the delivery line already records them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs '%s - "%s %s HTTP/%s" %d' with (client, method, path, http version, status).
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith(WEBHOOK_PATHS))
 
 
-class LogWriter(threading.Thread):
-    """Writes what is queued: delivery items formatted directly, log records through the handler.
+class UnformattedQueueHandler(logging.handlers.QueueHandler):
+    """Enqueues the record itself, for the listener's thread to format.
 
-    It takes everything queued at once (up to _BATCH_MAX) and writes the delivery lines of a batch with one
-    write and one flush: a write and a flush per line measured ~1.2 us a line even to /dev/null, once per
-    batch ~0.03 us; and under load the thread wakes (taking the GIL from the event loop) once per batch of
-    ~100 lines rather than per line. A log record in the batch goes through handler.handle as any logging
-    record does, after the lines queued before it.
+    The stdlib's QueueHandler.prepare formats the record and copies it before enqueueing it, so that a
+    record can cross a process boundary and its arguments cannot change before they are formatted. Here
+    the queue stays in the process, records carry only values that are not changed after logging, and
+    prepare() runs on the thread that logs, the event loop: formatting is left to the listener's thread.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+class DeliveryListener(logging.handlers.QueueListener):
+    """The stdlib's listener, which also writes the delivery items that record_delivery queues.
+
+    A delivery's line is queued as a tuple of its fields and formatted here by the formatter's
+    format_delivery, without a LogRecord: a record per delivery (made, handled by the logger and the
+    queue handler, then by the stream handler) cost more of a delivery's CPU than the throughput target
+    allows (BENCHMARKS.md, "Logging through the stdlib's queue listener").
     """
 
     def __init__(
         self,
-        records: "queue.SimpleQueue[Any]",
+        records: "queue.SimpleQueue[logging.LogRecord | DeliveryItem]",
         handler: "logging.StreamHandler[TextIO]",
-        format_line: Callable[[DeliveryItem], str],
+        formatter: "TextFormatter | JsonFormatter",
     ) -> None:
-        super().__init__(name="webhooks-log-writer", daemon=True)
-        self._records = records
+        super().__init__(records, handler)
         self._handler = handler
-        self._format_line = format_line
+        self._formatter = formatter
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Writes everything queued so far, then ends the thread (waiting at most timeout_s)."""
-        self._records.put(_STOP)
-        self.join(timeout=timeout_s)
-
-    def run(self) -> None:
-        while not self._write(self._take(self._records.get())):
-            pass
-        # Whatever was queued after the stop (a last uvicorn line, say) is written too.
-        while not self._records.empty():
-            self._write(self._take(self._records.get()))
-
-    def _take(self, first: Any) -> list[Any]:
-        batch = [first]
-        records = self._records
-        # This thread is the queue's only reader: not empty means get() returns at once.
-        while len(batch) < _BATCH_MAX and not records.empty():
-            batch.append(records.get())
-        return batch
-
-    def _write(self, batch: list[Any]) -> bool:
-        """Writes a batch in order; True when it held the stop marker."""
-        lines: list[str] = []
-        stopped = False
-        for item in batch:
-            if type(item) is tuple:
-                try:
-                    lines.append(self._format_line(item))
-                except Exception:
-                    self._handler.handleError(_error_record("a delivery line"))
-            elif item is _STOP:
-                stopped = True
-            else:
-                if lines:
-                    self._write_lines(lines)
-                    lines = []
-                try:
-                    self._handler.handle(item)
-                except Exception:  # a filter that raised: the thread must outlive it
-                    self._handler.handleError(item)
-        if lines:
-            self._write_lines(lines)
-        return stopped
-
-    def _write_lines(self, lines: list[str]) -> None:
+    def handle(self, record: "logging.LogRecord | DeliveryItem") -> None:
+        if not isinstance(record, tuple):
+            super().handle(record)
+            return
         handler = self._handler
-        terminator = handler.terminator
-        text = terminator.join(lines) + terminator
-        handler.acquire()
         try:
-            handler.stream.write(text)
-            handler.flush()
-        except Exception:
-            handler.handleError(_error_record(f"{len(lines)} delivery lines"))
-        finally:
-            handler.release()
+            line = self._formatter.format_delivery(record)
+            handler.acquire()
+            try:
+                handler.stream.write(line + handler.terminator)
+                handler.flush()
+            finally:
+                handler.release()
+        except Exception:  # reported as the handler reports a record it cannot write; the thread goes on
+            handler.handleError(
+                logging.makeLogRecord({"name": delivery_logger.name, "msg": "a delivery line"})
+            )
 
 
-def _error_record(what: str) -> logging.LogRecord:
-    """What handler.handleError reports when writing `what` failed (it prints the exception to stderr)."""
-    return logging.makeLogRecord({"name": delivery_logger.name, "msg": f"writing {what} failed"})
-
-
-# Where delivery lines go: the writer's queue, once logging is configured.
-_delivery_lines: "queue.SimpleQueue[Any] | None" = None
+# Where record_delivery queues delivery lines, while logging is configured.
+_delivery_lines: "queue.SimpleQueue[logging.LogRecord | DeliveryItem] | None" = None
 
 
 def configure_logging(settings: Settings) -> Callable[[], None]:
     """Route the service's logs through a queue to stderr; returns the function that flushes and stops."""
     global _delivery_lines
+    formatter = JsonFormatter() if settings.log_format == "json" else TextFormatter()
     handler = logging.StreamHandler()
-    json_format = settings.log_format == "json"
-    handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
-    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    writer = LogWriter(records, handler, JsonLine() if json_format else TextLine())
-    queue_handler = logging.handlers.QueueHandler(records)
+    handler.setFormatter(formatter)
+    records: queue.SimpleQueue[logging.LogRecord | DeliveryItem] = queue.SimpleQueue()
+    queue_handler = UnformattedQueueHandler(records)
+    listener = DeliveryListener(records, handler, formatter)
     root = logging.getLogger("webhooks")
     root.handlers[:] = [queue_handler]
     root.setLevel(settings.log_level.upper())
@@ -284,22 +240,22 @@ def configure_logging(settings: Settings) -> Callable[[], None]:
     access_filter = SkipWebhookAccess()
     logging.getLogger("uvicorn.access").addFilter(access_filter)
     replaced: list[str] = []
-    if json_format:
+    if settings.log_format == "json":
         for name in UVICORN_LOGGERS:
             uvicorn_logger = logging.getLogger(name)
             if uvicorn_logger.handlers:  # none when uvicorn runs with --no-access-log: keep it off
                 replaced.append(name)
                 uvicorn_logger.handlers[:] = [queue_handler]
-    writer.start()
+    listener.start()
     _delivery_lines = records
 
     def stop() -> None:
         global _delivery_lines
         _delivery_lines = None
-        writer.stop()
+        listener.stop()  # writes everything queued so far, then ends its thread
         logging.getLogger("uvicorn.access").removeFilter(access_filter)
         # uvicorn's last lines ("Application shutdown complete") come after this: still JSON, written
-        # directly now that the writer is gone.
+        # directly now that the listener is gone.
         for name in replaced:
             logging.getLogger(name).handlers[:] = [handler]
 
@@ -311,9 +267,6 @@ def record_delivery(request: Request, delivery: Delivery, duration_s: float) -> 
     lines = _delivery_lines
     if lines is None or not delivery_logger.isEnabledFor(logging.INFO):
         return
-    # Only the fields are queued, as a tuple, and the writer thread formats the line straight from it:
-    # building the LogRecord here (stack walk, thread names, a copy) measured as a third of a delivery's
-    # CPU, and queuing a dict of the fields (with the duration rounded) ~0.8 us against the tuple's ~0.2.
     item: DeliveryItem = (
         time.time(),
         request.scope.get("request_id"),
@@ -321,7 +274,7 @@ def record_delivery(request: Request, delivery: Delivery, duration_s: float) -> 
         delivery.event_id,
         delivery.outcome,
         delivery.status_code,
-        duration_s,
+        round(duration_s * 1000, 2),
     )
     lines.put_nowait(item)
 

@@ -1,14 +1,18 @@
-"""Delivery lines are formatted straight from the queued fields (TextLine, JsonLine) and written in batches
-(LogWriter): every line must be exactly what TextFormatter and JsonFormatter make of the same record, and
-batching must neither reorder nor drop lines."""
+"""TextFormatter and JsonFormatter, the one formatter of each format, keep the part of the time that changes
+once a second, and format a delivery's line from its queued fields (format_delivery): every line must be
+what the uncached formatting makes of the same record (logging's formatTime for text, datetime's
+isoformat for JSON). Through the queue, records and delivery lines come out in order, and stopping writes
+everything queued."""
 
 import io
 import json
 import logging
-import queue
+import sys
+import threading
 import time
 from collections.abc import Iterator
-from typing import Any, TextIO
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,10 +20,11 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 
 from ops import telemetry
-from ops.telemetry import DeliveryItem, JsonFormatter, JsonLine, LogWriter, TextFormatter, TextLine
+from ops.telemetry import JsonFormatter, TextFormatter
 from tests.conftest import make_settings
 
 FIELDS = telemetry.DELIVERY_FIELDS
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Around 2023-11-14 22:13:20 UTC, and a summer time (so a zone with daylight saving shows it); the
 # fractions sit on and next to the millisecond boundaries, and .9999996 rounds up to the next second in
@@ -58,31 +63,43 @@ EVENT_IDS = [
 ]
 REQUEST_IDS = ["0123456789abcdef0123456789abcdef", "req-from-provider-1", None]
 STATUS_CODES = [200, 400, 403, 500, 503]
-DURATIONS_S = [0.0, 1e-9, 0.000005, 0.0000051, 0.0012345, 0.1, 1.5, 12.3456789, 3600.0]
+DURATIONS_MS = [0.0, 0.01, 1.23, 100.0, 1500.0, 12345.68, 3600000.0]
 
 
-def reference_record(item: DeliveryItem) -> logging.LogRecord:
-    """The record the writer thread used to build for a delivery (and format with the handler's formatter)."""
-    created, *values, duration_s = item
-    return logging.makeLogRecord(
-        {
-            "name": "webhooks.delivery",
-            "levelno": logging.INFO,
-            "levelname": "INFO",
-            "msg": "delivery",
-            "created": created,
-            "msecs": (created - int(created)) * 1000,
-            **dict(zip(FIELDS, (*values, round(duration_s * 1000, 2)), strict=True)),
-        }
+def delivery_record(created: float, values: tuple[Any, ...]) -> logging.LogRecord:
+    """A delivery's record as record_delivery makes it, created at `created`."""
+    record = logging.LogRecord("webhooks.delivery", logging.INFO, __file__, 0, "delivery", (), None)
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0  # as LogRecord computes it
+    record.__dict__.update(zip(FIELDS, values, strict=True))
+    return record
+
+
+def expected_lines(record: logging.LogRecord) -> tuple[str, str]:
+    """The text and JSON lines for a delivery record, formatted without any cache."""
+    values = [getattr(record, name) for name in FIELDS]
+    text = " ".join(
+        [
+            logging.Formatter(TEXT_FORMAT).format(record),
+            *(f"{name}={telemetry._text_value(value)}" for name, value in zip(FIELDS, values, strict=True)),
+        ]
     )
+    line = {
+        "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": "INFO",
+        "logger": "webhooks.delivery",
+        "message": "delivery",
+        **dict(zip(FIELDS, values, strict=True)),
+    }
+    return text, json.dumps(line)
 
 
-def assert_same_lines(item: DeliveryItem, text_line: TextLine, json_line: JsonLine) -> None:
-    record = reference_record(item)
-    assert text_line(item) == TextFormatter().format(record)
-    fast_json = json_line(item)
-    assert json.loads(fast_json) == json.loads(JsonFormatter().format(record))
-    assert fast_json == JsonFormatter().format(record)  # the very same bytes, too
+def assert_formatted_as_expected(
+    record: logging.LogRecord, text: TextFormatter, json_: JsonFormatter
+) -> None:
+    expected_text, expected_json = expected_lines(record)
+    assert text.format(record) == expected_text
+    assert json_.format(record) == expected_json  # the very same bytes
 
 
 @pytest.fixture(params=["UTC", "Europe/Berlin", "America/St_Johns"])
@@ -95,30 +112,31 @@ def local_zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     time.tzset()
 
 
-def test_fast_lines_match_the_formatters_for_every_time(local_zone: str) -> None:
-    # One formatter of each kind for the whole run, as on the writer thread: its per-second cache is
+def test_lines_keep_their_time_for_every_time(local_zone: str) -> None:
+    # One formatter of each kind for the whole run, as on the listener's thread: its per-second cache is
     # crossed forwards, backwards and within a second.
-    text_line, json_line = TextLine(), JsonLine()
+    text, json_ = TextFormatter(), JsonFormatter()
     for created in [*TIMES, *reversed(TIMES)]:
-        item = (created, "r1", "razorpay", "evt_1", "processed", 200, 0.0015)
-        assert_same_lines(item, text_line, json_line)
-        assert_same_lines(item, TextLine(), JsonLine())
+        record = delivery_record(created, ("r1", "razorpay", "evt_1", "processed", 200, 1.5))
+        assert_formatted_as_expected(record, text, json_)
+        assert_formatted_as_expected(record, TextFormatter(), JsonFormatter())
 
 
 @pytest.mark.parametrize("event_id", EVENT_IDS)
-def test_fast_lines_match_the_formatters_for_every_value(event_id: str | None) -> None:
-    text_line, json_line = TextLine(), JsonLine()
+def test_lines_carry_every_value(event_id: str | None) -> None:
+    text, json_ = TextFormatter(), JsonFormatter()
     for request_id in REQUEST_IDS:
         for status_code in STATUS_CODES:
-            for duration_s in DURATIONS_S:
-                item = (BASE + 0.25, request_id, "razorpay", event_id, "processed", status_code, duration_s)
-                assert_same_lines(item, text_line, json_line)
+            for duration_ms in DURATIONS_MS:
+                values = (request_id, "razorpay", event_id, "processed", status_code, duration_ms)
+                assert_formatted_as_expected(delivery_record(BASE + 0.25, values), text, json_)
     for provider, outcome in [("unknown", "unknown_provider"), ("stripe", "signature_invalid")]:
-        assert_same_lines((BASE + 0.75, "r2", provider, event_id, outcome, 403, 0.002), text_line, json_line)
+        values = ("r2", provider, event_id, outcome, 403, 2.0)
+        assert_formatted_as_expected(delivery_record(BASE + 0.75, values), text, json_)
 
 
 def former_text_value(value: object) -> str:
-    """_text_value as it was before it was made cheaper: TextFormatter and TextLine both use _text_value."""
+    """_text_value as it was before it was made cheaper."""
     if value is None:
         return "-"
     text = str(value)
@@ -128,7 +146,7 @@ def former_text_value(value: object) -> str:
 
 
 @pytest.mark.parametrize(
-    "value", [*EVENT_IDS, *REQUEST_IDS, *STATUS_CODES, *DURATIONS_S, "a b", 'a"', "=", "-"]
+    "value", [*EVENT_IDS, *REQUEST_IDS, *STATUS_CODES, *DURATIONS_MS, "a b", 'a"', "=", "-"]
 )
 def test_text_values_are_quoted_as_before(value: object) -> None:
     assert telemetry._text_value(value) == former_text_value(value)
@@ -139,7 +157,7 @@ def test_any_text_value_is_quoted_as_before(value: object) -> None:
     assert telemetry._text_value(value) == former_text_value(value)
 
 
-SHARED_TEXT_LINE, SHARED_JSON_LINE = TextLine(), JsonLine()
+SHARED_TEXT, SHARED_JSON = TextFormatter(), JsonFormatter()
 
 
 @settings(max_examples=300)
@@ -150,144 +168,49 @@ SHARED_TEXT_LINE, SHARED_JSON_LINE = TextLine(), JsonLine()
     event_id=st.none() | st.text(),
     outcome=st.text(min_size=1),
     status_code=st.integers(min_value=100, max_value=599),
-    duration_s=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    duration_ms=st.floats(min_value=0, max_value=1e9, allow_nan=False),
 )
-def test_fast_lines_match_the_formatters_for_any_values(
+def test_lines_keep_their_time_and_values_for_any_record(
     created: float,
     request_id: str | None,
     provider: str,
     event_id: str | None,
     outcome: str,
     status_code: int,
-    duration_s: float,
+    duration_ms: float,
 ) -> None:
-    item = (created, request_id, provider, event_id, outcome, status_code, duration_s)
-    assert_same_lines(item, TextLine(), JsonLine())
-    assert_same_lines(item, SHARED_TEXT_LINE, SHARED_JSON_LINE)
+    record = delivery_record(created, (request_id, provider, event_id, outcome, status_code, duration_ms))
+    assert_formatted_as_expected(record, TextFormatter(), JsonFormatter())
+    assert_formatted_as_expected(record, SHARED_TEXT, SHARED_JSON)
 
 
-class RecordingStream(io.StringIO):
-    """A stream that keeps each write separately."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.writes.append(text)
-        return super().write(text)
-
-
-def writer_on(stream: TextIO, records: "queue.SimpleQueue[Any]") -> LogWriter:
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(TextFormatter())
-    return LogWriter(records, handler, TextLine())
+def test_other_records_are_formatted_as_logging_formats_them() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "webhooks", logging.ERROR, __file__, 1, "failed %s", ("x",), sys.exc_info()
+        )
+    assert TextFormatter().format(record) == logging.Formatter(TEXT_FORMAT).format(record)
+    assert json.loads(JsonFormatter().format(record)) == {
+        "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": "ERROR",
+        "logger": "webhooks",
+        "message": "failed x",
+    }
 
 
-def delivery(index: int) -> DeliveryItem:
-    return (BASE + index / 1000, f"r{index}", "razorpay", f"evt_{index}", "processed", 200, 0.001)
-
-
-def test_log_records_and_delivery_lines_come_out_in_queue_order_with_one_write_per_run() -> None:
-    stream = RecordingStream()
-    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    warning = logging.makeLogRecord(
-        {
-            "name": "webhooks",
-            "levelno": logging.WARNING,
-            "levelname": "WARNING",
-            "msg": "between",
-            "created": BASE,
-        }
-    )
-    for item in [delivery(1), delivery(2), delivery(3), warning, delivery(4), delivery(5)]:
-        records.put(item)
-    writer = writer_on(stream, records)
-
-    writer.start()  # everything is queued already: one batch
-    writer.stop()
-
-    assert not writer.is_alive()
-    text_line = TextLine()
-    run_1 = "".join(text_line(delivery(index)) + "\n" for index in (1, 2, 3))
-    run_2 = "".join(text_line(delivery(index)) + "\n" for index in (4, 5))
-    assert stream.writes == [run_1, TextFormatter().format(warning) + "\n", run_2]
-
-
-def test_stop_writes_everything_queued_before_it_returns() -> None:
-    stream = io.StringIO()
-    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    writer = writer_on(stream, records)
-    writer.start()
-    count = 5 * telemetry._BATCH_MAX + 7  # several batches
-    for index in range(count):
-        records.put(delivery(index))
-
-    writer.stop()
-
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == count
-    assert [line.split(" request_id=")[1].split(" ")[0] for line in lines] == [f"r{i}" for i in range(count)]
-
-
-def test_what_is_queued_after_the_stop_is_written_too() -> None:
-    stream = io.StringIO()
-    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    # The stop marker ends the first batch; the last line is left for after it.
-    before = [delivery(index) for index in range(telemetry._BATCH_MAX - 1)]
-    for item in [*before, telemetry._STOP, delivery(-1)]:
-        records.put(item)
-    writer = writer_on(stream, records)
-
-    writer.start()
-    writer.join(timeout=10)
-
-    assert not writer.is_alive()
-    text_line = TextLine()
-    assert stream.getvalue() == "".join(text_line(item) + "\n" for item in [*before, delivery(-1)])
-
-
-def test_a_line_that_cannot_be_formatted_or_written_is_reported_and_the_rest_still_written(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    class FailingOnce(io.StringIO):
-        failed = False
-
-        def write(self, text: str) -> int:
-            if not self.failed:
-                self.failed = True
-                raise OSError("disk full")
-            return super().write(text)
-
-    stream = FailingOnce()
-    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    writer = writer_on(stream, records)
-    broken: Any = (BASE, "r0", "razorpay", "evt_0", "processed", 200, "not a duration")
-    records.put(delivery(1))
-    writer.start()
-    writer.stop()  # the first write fails
-    assert stream.getvalue() == ""
-
-    records = queue.SimpleQueue()
-    writer = writer_on(stream, records)
-    for item in [broken, delivery(2), delivery(3)]:
-        records.put(item)
-    writer.start()
-    writer.stop()
-
-    assert [line.split(" request_id=")[1].split(" ")[0] for line in stream.getvalue().splitlines()] == [
-        "r2",
-        "r3",
-    ]
-    reported = capsys.readouterr().err
-    assert "OSError: disk full" in reported
-    assert "TypeError" in reported  # round() of the broken duration
+def deliver(index: int) -> None:
+    request = Request({"type": "http", "request_id": f"req-{index}", "headers": []})
+    outcome = telemetry.Delivery(provider="razorpay", event_id=f"evt_{index}", outcome="processed")
+    telemetry.record_delivery(request, outcome, 0.001)
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_configure_logging_writes_records_and_deliveries_in_order_and_stop_drains(
+def test_records_and_deliveries_come_out_in_order_and_stop_writes_everything_queued(
     capsys: pytest.CaptureFixture[str], log_format: str
 ) -> None:
+    threads_before = set(threading.enumerate())
     stop = telemetry.configure_logging(make_settings("sqlite://", log_format=log_format, log_level="INFO"))
     logger = logging.getLogger("webhooks.test")
     expected: list[str] = []
@@ -296,13 +219,12 @@ def test_configure_logging_writes_records_and_deliveries_in_order_and_stop_drain
             if index % 700 == 0:
                 logger.warning("marker %d", index)
                 expected.append(f"marker {index}")
-            request = Request({"type": "http", "request_id": f"req-{index}", "headers": []})
-            outcome = telemetry.Delivery(provider="razorpay", event_id=f"evt_{index}", outcome="processed")
-            telemetry.record_delivery(request, outcome, 0.001)
+            deliver(index)
             expected.append(f"req-{index}")
     finally:
         stop()
 
+    assert set(threading.enumerate()) <= threads_before  # the listener's thread has ended
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     if log_format == "json":
         objects = [json.loads(line) for line in lines]
@@ -313,4 +235,47 @@ def test_configure_logging_writes_records_and_deliveries_in_order_and_stop_drain
             for line in lines
         ]
     assert seen == expected
-    assert telemetry._delivery_lines is None  # stopped: later deliveries are not queued
+
+
+def test_a_line_that_cannot_be_formatted_or_written_is_reported_and_the_rest_still_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class FailingOnce(io.StringIO):
+        failed = False
+
+        def write(self, text: str) -> int:
+            if not self.failed:
+                self.failed = True
+                raise OSError("disk full")
+            return super().write(text)
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise TypeError("no text")
+
+    stream = FailingOnce()
+    monkeypatch.setattr(sys, "stderr", stream)  # where the handler writes, and where logging reports
+    text = make_settings("sqlite://", log_format="text", log_level="INFO")
+    stop = telemetry.configure_logging(text)
+    deliver(1)
+    stop()  # its write fails
+    assert stream.getvalue().count(" request_id=") == 0
+
+    stop = telemetry.configure_logging(text)
+    broken: Any = Unprintable()
+    telemetry.record_delivery(
+        Request({"type": "http", "request_id": "req-broken", "headers": []}),
+        telemetry.Delivery(provider="razorpay", event_id=broken),
+        0.001,
+    )
+    deliver(2)
+    deliver(3)
+    stop()
+
+    written = stream.getvalue()
+    delivered = [
+        line.split(" request_id=")[1].split(" ")[0] for line in written.splitlines() if " request_id=" in line
+    ]
+    assert delivered == ["req-2", "req-3"]
+    assert "OSError: disk full" in written
+    assert "TypeError: no text" in written
