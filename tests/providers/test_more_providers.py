@@ -164,14 +164,14 @@ CASES = {
         secret_keyword="mercadopago_webhook_secret",
         stored=[
             (
-                "123456",
-                "payment.updated",
-                "123456",
+                "12345",
+                "payment.created",
+                "999999999",
+                "created",
+                "payment.created",
                 None,
-                "payment.updated",
                 None,
-                None,
-                "2021-11-01T02:02:02+00:00",
+                "2015-03-25T14:04:58.396000+00:00",
             )
         ],
         answer=(200, None),
@@ -182,7 +182,7 @@ CASES = {
             "garbage": {"x-signature": ",,=,"},
         },
         stale=lambda: signing.mercadopago(MERCADOPAGO, at=int(time.time()) - STALE),
-        tamper=lambda body: body.replace(b'"data": {"id": "123456"}', b'"data": {"id": "654321"}'),
+        tamper=lambda body: body.replace(b'"data": {"id": "999999999"}', b'"data": {"id": "999999998"}'),
     ),
     "cashfree": Case(
         name="cashfree",
