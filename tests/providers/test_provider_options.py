@@ -1,9 +1,13 @@
-"""The optional settings and the particular rules of Checkout.com, Square and Mercado Pago."""
+"""The optional settings, production's refusals, and the particular rules of Checkout.com, Square,
+Mercado Pago and Paddle."""
 
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from config import Settings
 from security import mercadopago_manifest
 from tests.provider_support import stored_events
 from tests.providers import signing
@@ -91,3 +95,17 @@ def test_paddle_accepts_any_h1_during_rotation(client_factory: Callable[..., Tes
     assert response.json()["status"] == "processed"
     history = client.get("/payments/txn_01hv8wptq8987qeep44cyrewp9/events").json()
     assert [(e["status"], e["amount"]) for e in history] == [("partially_refunded", 1000)]
+
+
+@pytest.mark.parametrize("setting", sorted(signing.SECRET_SETTING.values()))
+def test_production_refuses_the_development_secret_for_each_new_provider(setting: str) -> None:
+    with pytest.raises(ValidationError, match=setting.upper()):
+        Settings(app_env="production", api_tokens=["token"], **{setting: ["test_secret"]})
+
+
+@pytest.mark.parametrize("setting", sorted(signing.SECRET_SETTING.values()))
+def test_production_starts_with_only_a_new_providers_secret(setting: str) -> None:
+    value = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
+    assert getattr(Settings(app_env="production", api_tokens=["token"], **{setting: [value]}), setting) == [
+        value
+    ]
