@@ -424,12 +424,12 @@ def parse_paddle_header(header: str) -> tuple[int, list[bytes]]:
     stamps: list[str] = []
     signatures: list[bytes] = []
     for item in header.split(";"):
-        key, sep, value = item.strip().partition("=")
+        name, sep, value = item.strip().partition("=")
         if not sep:
             continue
-        if key == "ts":
+        if name == "ts":
             stamps.append(value)
-        elif key == "h1":
+        elif name == "h1":
             signatures.append(_ascii(value))
     timestamp = unix_seconds(stamps[0]) if stamps else None
     if timestamp is None:
@@ -470,12 +470,12 @@ def parse_mercadopago_header(header: str) -> tuple[str, int, list[bytes]]:
     stamps: list[str] = []
     signatures: list[bytes] = []
     for item in header.split(","):
-        key, sep, value = item.strip().partition("=")
+        name, sep, value = item.strip().partition("=")
         if not sep:
             continue
-        if key.strip() == "ts":
+        if name.strip() == "ts":
             stamps.append(value.strip())
-        elif key.strip() == "v1":
+        elif name.strip() == "v1":
             signatures.append(_ascii(value.strip()))
     seconds = unix_seconds_or_millis(stamps[0]) if stamps else None
     if seconds is None:
