@@ -20,6 +20,13 @@ TEST_RUNNER_SECRETS = {
     "standard": "whsec_c3RhbmRhcmQtd2ViaG9va3MtdGVzdC1rZXktMzJieXQ=",
     "paystack": "sk_test_secret",
     "paypal": "WEBHOOK_ID",
+    "adyen": "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056",
+    "gocardless": "gc_test_secret",
+    "paddle": "pdl_ntfset_test_secret",
+    "square": "sq_test_signature_key",
+    "checkout": "cko_test_secret",
+    "mercadopago": "mp_test_secret",
+    "cashfree": "cf_test_secret",
 }
 # Every secret, webhook id and token this repository publishes: test_runner.py's defaults, and the values
 # in README.md's and docs/'s recipes and examples. Anyone can sign with them, so production refuses them
@@ -54,6 +61,13 @@ SECRET_SETTINGS = {
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
     "standard_webhook_secret": "STANDARD_WEBHOOK_SECRET",
     "paystack_secret_key": "PAYSTACK_SECRET_KEY",
+    "adyen_hmac_key": "ADYEN_HMAC_KEY",
+    "gocardless_webhook_secret": "GOCARDLESS_WEBHOOK_SECRET",
+    "paddle_webhook_secret": "PADDLE_WEBHOOK_SECRET",
+    "square_signature_key": "SQUARE_SIGNATURE_KEY",
+    "checkout_webhook_secret": "CHECKOUT_WEBHOOK_SECRET",
+    "mercadopago_webhook_secret": "MERCADOPAGO_WEBHOOK_SECRET",
+    "cashfree_client_secret": "CASHFREE_CLIENT_SECRET",
 }
 # Every setting whose values let someone in: the providers' secrets, PayPal's webhook ids, the read tokens.
 CREDENTIAL_SETTINGS = {
@@ -89,6 +103,19 @@ class Settings(BaseSettings):
         "api-m.sandbox.paypal.com",
     ]
     signature_tolerance_seconds: int = Field(default=300, ge=0)
+
+    # Providers whose secret is their only setting are configured by it; see docs/providers.md.
+    adyen_hmac_key: CommaList = []  # hex, as the Customer Area shows it
+    adyen_basic_auth: CommaList = []  # optional user:password values
+    gocardless_webhook_secret: CommaList = []
+    paddle_webhook_secret: CommaList = []
+    square_signature_key: CommaList = []
+    # The subscription's notification URL exactly as Square has it: Square signs it with the body.
+    square_notification_url: str | None = None
+    checkout_webhook_secret: CommaList = []
+    checkout_authorization_key: CommaList = []  # optional static Authorization header values
+    mercadopago_webhook_secret: CommaList = []
+    cashfree_client_secret: CommaList = []
 
     # Standard Webhooks bodies are free-form: where the payment fields live is configurable.
     standard_payment_id_path: str = "data.id"
@@ -130,6 +157,15 @@ class Settings(BaseSettings):
         "paystack_secret_key",
         "paypal_webhook_id",
         "paypal_cert_hosts",
+        "adyen_hmac_key",
+        "adyen_basic_auth",
+        "gocardless_webhook_secret",
+        "paddle_webhook_secret",
+        "square_signature_key",
+        "checkout_webhook_secret",
+        "checkout_authorization_key",
+        "mercadopago_webhook_secret",
+        "cashfree_client_secret",
         "api_tokens",
         mode="before",
     )

@@ -312,3 +312,225 @@ def constant_time_in(candidate: str, allowed: Sequence[str]) -> bool:
     client sends a non-ASCII token as UTF-8, as browsers, curl and requests do."""
     expected = [token.encode("utf-8", errors="surrogateescape") for token in allowed]
     return _any_matches(expected, [_header_bytes(candidate)])
+
+
+# === More providers: Adyen, GoCardless, Paddle, Square, Checkout.com, Mercado Pago, Cashfree ===========
+
+# A unix time in milliseconds has 13 digits until the year 2286; seconds have 10. Mercado Pago and
+# Cashfree document both forms in different places, so either is accepted.
+_MILLISECONDS_FROM = 10**11
+
+
+def unix_seconds_or_millis(value: str) -> int | None:
+    """Unix seconds from a header in seconds or milliseconds, or None when it is not plain digits."""
+    if not (value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS + 1):
+        return None
+    stamp = int(value)
+    return stamp // 1000 if stamp >= _MILLISECONDS_FROM else stamp
+
+
+def _b64_hmac(key: bytes, message: bytes) -> bytes:
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest())
+
+
+def decode_hex_key(secret: str, *, setting: str) -> bytes:
+    """A key configured as hex (Adyen's HMAC key); a key that is not hex stops start-up."""
+    try:
+        key = bytes.fromhex(secret)
+    except ValueError as exc:
+        raise ValueError(f"{setting} must be hexadecimal") from exc
+    if not key:
+        raise ValueError(f"{setting} must not be empty")
+    return key
+
+
+# --- Adyen: per notification item, base64 HMAC-SHA256 (hex-decoded key) over eight fields joined by ':'
+
+ADYEN_SIGNED_FIELDS = (
+    "pspReference",
+    "originalReference",
+    "merchantAccountCode",
+    "merchantReference",
+    "value",
+    "currency",
+    "eventCode",
+    "success",
+)
+
+
+def adyen_signed_string(item: Mapping[str, object]) -> bytes:
+    """The fields in Adyen's order, as its libraries write them: absent ones empty, amount.value in
+    decimal. A field of another type is not something Adyen signs: `SignatureInvalid`."""
+    amount = item.get("amount")
+    values = {**item, **(amount if isinstance(amount, dict) else {})}
+    parts: list[str] = []
+    for name in ADYEN_SIGNED_FIELDS:
+        value = values.get(name)
+        if value is None:
+            parts.append("")
+        elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            parts.append(str(value))
+        else:
+            raise SignatureInvalid(f"Adyen notification field {name!r} is not a string or an integer")
+    return ":".join(parts).encode()
+
+
+def verify_adyen_item(item: Mapping[str, object], keys: Sequence[bytes]) -> None:
+    """`keys` are hex-decoded (`decode_hex_key`). The signature is additionalData.hmacSignature."""
+    signature = item.get("additionalData")
+    signature = signature.get("hmacSignature") if isinstance(signature, dict) else None
+    if not isinstance(signature, str) or not signature:
+        raise SignatureMissing("Adyen notification item has no additionalData.hmacSignature")
+    message = adyen_signed_string(item)
+    if not _any_matches([_b64_hmac(key, message) for key in keys], [_ascii(signature)]):
+        raise SignatureInvalid("Adyen hmacSignature does not match the notification item")
+
+
+def verify_basic_auth(header: str, credentials: Sequence[str]) -> None:
+    """`Authorization: Basic base64(user:password)` against the configured `user:password` values."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        raise SignatureInvalid("Authorization is not Basic credentials")
+    try:
+        offered = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureInvalid("Authorization Basic credentials are not base64") from exc
+    if not _any_matches([value.encode() for value in credentials], [offered]):
+        raise SignatureInvalid("Authorization Basic credentials do not match")
+
+
+# --- GoCardless and Checkout.com: hex HMAC-SHA256 of the body alone --------------------------------
+
+
+def verify_gocardless(body: bytes, signature: str, secrets: Sequence[str]) -> None:
+    expected = [_hex_hmac(secret.encode(), body, hashlib.sha256) for secret in secrets]
+    if not _any_matches(expected, [_ascii(signature.strip())]):
+        raise SignatureInvalid("Webhook-Signature does not match the body")
+
+
+def verify_checkout(body: bytes, signature: str, secrets: Sequence[str]) -> None:
+    expected = [_hex_hmac(secret.encode(), body, hashlib.sha256) for secret in secrets]
+    if not _any_matches(expected, [_ascii(signature.strip().lower())]):
+        raise SignatureInvalid("Cko-Signature does not match the body")
+
+
+def verify_static_key(offered: str, keys: Sequence[str], *, header: str) -> None:
+    """A static shared key sent as a header (Checkout.com's optional Authorization value)."""
+    if not constant_time_in(offered.strip(), keys):
+        raise SignatureInvalid(f"{header} does not match the configured key")
+
+
+# --- Paddle Billing: ts=<unix>;h1=<hex>[;h1=...] over f"{ts}:{body}" --------------------------------
+
+
+def parse_paddle_header(header: str) -> tuple[int, list[bytes]]:
+    stamps: list[str] = []
+    signatures: list[bytes] = []
+    for item in header.split(";"):
+        name, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if name == "ts":
+            stamps.append(value)
+        elif name == "h1":
+            signatures.append(_ascii(value))
+    timestamp = unix_seconds(stamps[0]) if stamps else None
+    if timestamp is None:
+        raise SignatureInvalid("Paddle-Signature has no valid ts= timestamp")
+    if not signatures:
+        raise SignatureInvalid("Paddle-Signature has no h1 signature")
+    return timestamp, signatures
+
+
+def verify_paddle(
+    body: bytes, header: str, secrets: Sequence[str], *, now: float, tolerance: int | None
+) -> int:
+    """Any `h1` may match (Paddle sends one per secret while a secret is rotated). Returns ts."""
+    timestamp, offered = parse_paddle_header(header)
+    message = f"{timestamp}:".encode() + body
+    expected = [_hex_hmac(secret.encode(), message, hashlib.sha256) for secret in secrets]
+    if not _any_matches(expected, offered):
+        raise SignatureInvalid("Paddle-Signature does not match the body")
+    check_window(timestamp, now=now, tolerance=tolerance)
+    return timestamp
+
+
+# --- Square: base64 HMAC-SHA256 of the notification URL followed by the body -----------------------
+
+
+def verify_square(body: bytes, signature: str, keys: Sequence[str], *, notification_url: str) -> None:
+    message = notification_url.encode() + body
+    expected = [_b64_hmac(key.encode(), message) for key in keys]
+    if not _any_matches(expected, [_ascii(signature.strip())]):
+        raise SignatureInvalid("x-square-hmacsha256-signature does not match the URL and body")
+
+
+# --- Mercado Pago: x-signature ts=..,v1=.. over "id:{data.id};request-id:{x-request-id};ts:{ts};" ---
+
+
+def parse_mercadopago_header(header: str) -> tuple[str, int, list[bytes]]:
+    """The ts as sent (it is signed as text), its time in unix seconds, and every v1."""
+    stamps: list[str] = []
+    signatures: list[bytes] = []
+    for item in header.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if name.strip() == "ts":
+            stamps.append(value.strip())
+        elif name.strip() == "v1":
+            signatures.append(_ascii(value.strip()))
+    seconds = unix_seconds_or_millis(stamps[0]) if stamps else None
+    if seconds is None:
+        raise SignatureInvalid("x-signature has no valid ts= timestamp")
+    if not signatures:
+        raise SignatureInvalid("x-signature has no v1 signature")
+    return stamps[0], seconds, signatures
+
+
+def mercadopago_manifest(*, data_id: str | None, request_id: str | None, ts: str) -> bytes:
+    """Mercado Pago's template; a part whose value the notification lacks is left out, as documented.
+    An alphanumeric data.id is signed lower-cased."""
+    parts = []
+    if data_id:
+        parts.append(f"id:{data_id.lower() if data_id.isalnum() else data_id};")
+    if request_id:
+        parts.append(f"request-id:{request_id};")
+    parts.append(f"ts:{ts};")
+    return "".join(parts).encode("utf-8", errors="surrogatepass")
+
+
+def verify_mercadopago(
+    header: str,
+    *,
+    data_id: str | None,
+    request_id: str | None,
+    secrets: Sequence[str],
+    now: float,
+    tolerance: int | None,
+) -> int:
+    """The body is not signed by Mercado Pago: only the manifest. Returns the signed time."""
+    ts, seconds, offered = parse_mercadopago_header(header)
+    manifest = mercadopago_manifest(data_id=data_id, request_id=request_id, ts=ts)
+    expected = [_hex_hmac(secret.encode(), manifest, hashlib.sha256) for secret in secrets]
+    if not _any_matches(expected, offered):
+        raise SignatureInvalid("x-signature does not match the notification")
+    check_window(seconds, now=now, tolerance=tolerance)
+    return seconds
+
+
+# --- Cashfree: base64 HMAC-SHA256 of x-webhook-timestamp followed by the body ----------------------
+
+
+def verify_cashfree(
+    body: bytes, *, signature: str, timestamp: str, secrets: Sequence[str], now: float, tolerance: int | None
+) -> int:
+    seconds = unix_seconds_or_millis(timestamp)
+    if seconds is None:
+        raise SignatureInvalid("x-webhook-timestamp is not a unix timestamp")
+    message = _header_bytes(timestamp) + body
+    expected = [_b64_hmac(secret.encode(), message) for secret in secrets]
+    if not _any_matches(expected, [_ascii(signature.strip())]):
+        raise SignatureInvalid("x-webhook-signature does not match the body")
+    check_window(seconds, now=now, tolerance=tolerance)
+    return seconds

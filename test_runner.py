@@ -8,6 +8,8 @@ an oversize body and, for timestamped schemes, a stale signature. Prints a table
 pass) and one payment's resulting history, checks that history's order, and exits 1 on any mismatch.
 
 Ids in the samples get a per-run suffix, so runs against the same database never collide.
+Square signs its notification URL: start the server with SQUARE_NOTIFICATION_URL=<url>/webhooks/square
+(the default of --square-url). Adyen's signatures are inside the body; GoCardless answers 204 and 498.
 PayPal needs a key whose certificate the server pins: `python test_runner.py --make-paypal-cert DIR`
 writes DIR/paypal-key.pem and DIR/paypal-cert.pem; start the server with PAYPAL_CERT_PATH=DIR/paypal-cert.pem
 and PAYPAL_WEBHOOK_ID=<id>, then run with --provider paypal --paypal-key DIR/paypal-key.pem --secret <id>.
@@ -42,6 +44,11 @@ ID_KEYS = {
     "latest_charge",
     "reference",
     "transaction_reference",
+    "pspReference",
+    "originalReference",
+    "event_id",
+    "transaction_id",
+    "payment",
 }
 STALE_SECONDS = 3600
 
@@ -53,7 +60,22 @@ TYPE_FIELD = {
     "paypal": "event_type",
     "paystack": "event",
     "standard": "type",
+    "adyen": "eventCode",  # in each notification item
+    "gocardless": "resource_type",  # in each event
+    "paddle": "event_type",
+    "square": "type",
+    "checkout": "type",
+    "mercadopago": "action",
+    "cashfree": "type",
 }
+# What a stored delivery is answered with, as `check` writes it, where it is not "200 processed".
+ACCEPTED = {"adyen": "200 [accepted]", "gocardless": "204 -"}
+DUPLICATE = {"adyen": "200 [accepted]", "gocardless": "204 -"}
+# GoCardless documents 498 for a signature that does not match.
+REFUSED_STATUS = {"gocardless": 498}
+# Bodies free-form enough that one without its type is stored, not refused.
+UNTYPED_STORED = {"standard", "mercadopago"}
+TIMESTAMPED = ("stripe", "standard", "paypal", "paddle", "mercadopago", "cashfree")
 Headers = dict[str, str]
 
 
@@ -75,11 +97,57 @@ def _hex(key: bytes, message: bytes, digest: Any = hashlib.sha256) -> str:
     return hmac.new(key, message, digest).hexdigest()
 
 
+def _b64(key: bytes, message: bytes) -> str:
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+
+
+def adyen_seal(body: bytes, hex_key: str) -> bytes:
+    """Each notification item gets its additionalData.hmacSignature, as Adyen computes it."""
+    try:
+        notification = json.loads(body)
+        items = [wrapper["NotificationRequestItem"] for wrapper in notification["notificationItems"]]
+    except (ValueError, KeyError, TypeError):
+        return body  # not a notification (the junk cases): sent as it is
+    for item in items:
+        amount = item.get("amount", {})
+        fields = (
+            item.get("pspReference"),
+            item.get("originalReference"),
+            item.get("merchantAccountCode"),
+            item.get("merchantReference"),
+            amount.get("value"),
+            amount.get("currency"),
+            item.get("eventCode"),
+            item.get("success"),
+        )
+        signed = ":".join("" if value is None else str(value) for value in fields)
+        item.setdefault("additionalData", {})["hmacSignature"] = _b64(bytes.fromhex(hex_key), signed.encode())
+    return json.dumps(notification).encode()
+
+
+def mercadopago_data_id(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["data"]["id"])
+    except (ValueError, KeyError, TypeError):
+        return "0"
+
+
 class Signer:
-    def __init__(self, provider: str, secret: str, paypal_key: Path | None) -> None:
+    def __init__(self, provider: str, secret: str, paypal_key: Path | None, square_url: str = "") -> None:
         self.provider = provider
         self.secret = secret
         self.paypal_key = paypal_key
+        self.square_url = square_url
+
+    def seal(self, body: bytes) -> bytes:
+        """The body as sent: Adyen's signatures travel inside it."""
+        return adyen_seal(body, self.secret) if self.provider == "adyen" else body
+
+    def query(self, body: bytes) -> dict[str, str]:
+        """Mercado Pago signs the data.id of the notification URL's query string."""
+        if self.provider != "mercadopago":
+            return {}
+        return {"data.id": mercadopago_data_id(body), "type": "payment"}
 
     def sign(self, body: bytes, *, event_id: str, at: float) -> Headers:
         headers = {"Content-Type": "application/json"}
@@ -105,6 +173,31 @@ class Signer:
             }
         elif self.provider == "paypal":
             headers |= self._paypal(body, at)
+        elif self.provider == "gocardless":
+            headers["Webhook-Signature"] = _hex(self.secret.encode(), body)
+        elif self.provider == "checkout":
+            headers["Cko-Signature"] = _hex(self.secret.encode(), body)
+        elif self.provider == "paddle":
+            signed = f"{int(at)}:".encode() + body
+            headers["Paddle-Signature"] = f"ts={int(at)};h1={_hex(self.secret.encode(), signed)}"
+        elif self.provider == "square":
+            signature = _b64(self.secret.encode(), self.square_url.encode() + body)
+            headers["x-square-hmacsha256-signature"] = signature
+        elif self.provider == "cashfree":
+            stamp = str(int(at * 1000))
+            headers |= {
+                "x-webhook-timestamp": stamp,
+                "x-webhook-signature": _b64(self.secret.encode(), stamp.encode() + body),
+            }
+        elif self.provider == "mercadopago":
+            data_id = mercadopago_data_id(body)
+            signed_id = data_id.lower() if data_id.isalnum() else data_id
+            request_id = str(uuid.uuid4())
+            manifest = f"id:{signed_id};request-id:{request_id};ts:{int(at)};".encode()
+            headers |= {
+                "x-signature": f"ts={int(at)},v1={_hex(self.secret.encode(), manifest)}",
+                "x-request-id": request_id,
+            }
         return headers
 
     def _paypal(self, body: bytes, at: float) -> Headers:
@@ -134,6 +227,13 @@ class Signer:
             "stripe": "Stripe-Signature",
             "standard": "webhook-signature",
             "paypal": "PAYPAL-TRANSMISSION-SIG",
+            "adyen": "",  # in the body
+            "gocardless": "Webhook-Signature",
+            "paddle": "Paddle-Signature",
+            "square": "x-square-hmacsha256-signature",
+            "checkout": "Cko-Signature",
+            "mercadopago": "x-signature",
+            "cashfree": "x-webhook-signature",
         }[self.provider]
 
 
@@ -170,41 +270,74 @@ def load_samples(provider: str, suffix: str) -> list[tuple[str, dict[str, Any]]]
 
 
 def payment_id_of(provider: str, payload: dict[str, Any]) -> str | None:
-    paths_by_provider: dict[str, list[tuple[str, ...]]] = {
+    paths_by_provider: dict[str, list[tuple[str | int, ...]]] = {
         "razorpay": [("payload", "payment", "entity", "id")],
         "stripe": [("data", "object", "payment_intent"), ("data", "object", "id")],
         "paypal": [("resource", "id")],
         "standard": [("data", "id")],
         "paystack": [("data", "reference")],
+        "adyen": [("notificationItems", 0, "NotificationRequestItem", "pspReference")],
+        "gocardless": [("events", 0, "links", "payment")],
+        "paddle": [("data", "transaction_id"), ("data", "id")],
+        "square": [("data", "object", "payment", "id"), ("data", "object", "refund", "payment_id")],
+        "checkout": [("data", "id")],
+        "mercadopago": [("data", "id")],
+        "cashfree": [("data", "order", "order_id"), ("data", "refund", "order_id")],
     }
     for path in paths_by_provider[provider]:
         value: Any = payload
         for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(key, int):
+                value = value[key] if isinstance(value, list) and len(value) > key else None
+            else:
+                value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, str):
             return value
     return None
+
+
+def without_type(provider: str, template: dict[str, Any]) -> dict[str, Any]:
+    """The template without its event type (in each item for Adyen and GoCardless), as a new event."""
+    field = TYPE_FIELD[provider]
+    payload: dict[str, Any] = json.loads(json.dumps(template))
+    if provider == "adyen":
+        for wrapper in payload["notificationItems"]:
+            wrapper["NotificationRequestItem"].pop(field, None)
+    elif provider == "gocardless":
+        for event in payload["events"]:
+            event.pop(field, None)
+    else:
+        payload.pop(field, None)
+    if provider == "mercadopago":
+        payload["id"] = f"mp_ntf_{uuid.uuid4().hex}"  # its own notification, not a repeat
+    return payload | {"_runner_nonce": uuid.uuid4().hex}
 
 
 class Runner:
     def __init__(self, args: argparse.Namespace) -> None:
         self.url = args.url.rstrip("/")
         self.provider: str = args.provider
-        self.signer = Signer(self.provider, args.secret or DEFAULT_SECRETS[self.provider], args.paypal_key)
+        secret = args.secret or DEFAULT_SECRETS[self.provider]
+        square_url = args.square_url or f"{self.url}/webhooks/square"
+        self.signer = Signer(self.provider, secret, args.paypal_key, square_url)
         self.max_body = args.max_body_bytes
         self.read_headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
         self.http = requests.Session()
         self.results: list[Result] = []
 
     def post(self, body: bytes, headers: Headers) -> requests.Response:
-        return self.http.post(f"{self.url}/webhooks/{self.provider}", data=body, headers=headers, timeout=30)
+        url = f"{self.url}/webhooks/{self.provider}"
+        return self.http.post(url, data=body, headers=headers, params=self.signer.query(body), timeout=30)
 
     def check(self, case: str, expected: str, response: requests.Response) -> None:
         try:
             data = response.json()
         except ValueError:
             data = {}
-        detail = data.get("status") if isinstance(data, dict) and "status" in data else None
+        # Answers that are not JSON (Adyen's "[accepted]", GoCardless's empty 204) are shown as sent.
+        detail = (
+            data.get("status") if isinstance(data, dict) and "status" in data else response.text[:20] or "-"
+        )
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             detail = data["error"].get("code")
         self.results.append(Result(case, expected, f"{response.status_code} {detail}"))
@@ -216,19 +349,22 @@ class Runner:
         suffix = uuid.uuid4().hex[:8]
         samples = load_samples(self.provider, suffix)
         deliveries = [
-            (name, json.dumps(payload).encode(), f"evt_{name}_{suffix}", payload) for name, payload in samples
+            (name, self.signer.seal(json.dumps(payload).encode()), f"evt_{name}_{suffix}", payload)
+            for name, payload in samples
         ]
         random.shuffle(deliveries)  # providers do not promise order
         sent: list[tuple[bytes, Headers]] = []
         for name, body, event_id, _ in deliveries:
             headers = self.signed(body, event_id)
             sent.append((body, headers))
-            self.check(f"deliver {name}", "200 processed", self.post(body, headers))
+            self.check(
+                f"deliver {name}", ACCEPTED.get(self.provider, "200 processed"), self.post(body, headers)
+            )
 
         body, headers = sent[0]
         self.check(
             "retry of a delivered event",
-            "200 duplicate",
+            DUPLICATE.get(self.provider, "200 duplicate"),
             self.post(
                 body, self.signed(body, headers.get("X-Razorpay-Event-Id") or headers.get("webhook-id"))
             ),
@@ -241,25 +377,33 @@ class Runner:
         return 0 if history_ok and all(result.passed for result in self.results) else 1
 
     def negative_cases(self, template: dict[str, Any]) -> None:
-        body = json.dumps(template | {"_runner_nonce": uuid.uuid4().hex}).encode()
+        refused = REFUSED_STATUS.get(self.provider, 403)
+        unsealed = json.dumps(template | {"_runner_nonce": uuid.uuid4().hex}).encode()
+        body = self.signer.seal(unsealed)
         header = self.signer.signature_header()
         tampered = self.signed(body)
-        tampered[header] = tamper(tampered[header])
-        self.check("tampered signature", "403 signature_invalid", self.post(body, tampered))
+        if header:
+            tampered[header] = tamper(tampered[header])
+            self.check("tampered signature", f"{refused} signature_invalid", self.post(body, tampered))
+        else:  # Adyen: the signature is in the body
+            forged = body.replace(b'"hmacSignature": "', b'"hmacSignature": "AAAA')
+            self.check("tampered signature", f"{refused} signature_invalid", self.post(forged, tampered))
         missing = {k: v for k, v in self.signed(body).items() if k != header}
-        self.check("missing signature", "403 signature_missing", self.post(body, missing))
+        sent = body if header else unsealed
+        self.check("missing signature", f"{refused} signature_missing", self.post(sent, missing))
         broken = b'{"event": "payment.captured", "payload": '
         self.check("invalid JSON", "400 invalid_json", self.post(broken, self.signed(broken)))
-        untyped = json.dumps(
-            {k: v for k, v in template.items() if k != TYPE_FIELD[self.provider]}
-            | {"_runner_nonce": uuid.uuid4().hex}
-        ).encode()
-        # Standard Webhooks bodies are free-form: an untyped one is stored, not refused.
-        expected = "200 processed" if self.provider == "standard" else "400 invalid_payload"
+        untyped = self.signer.seal(json.dumps(without_type(self.provider, template)).encode())
+        # Standard Webhooks and Mercado Pago bodies may lack a type: stored, not refused.
+        expected = (
+            ACCEPTED.get(self.provider, "200 processed")
+            if self.provider in UNTYPED_STORED
+            else "400 invalid_payload"
+        )
         self.check("payload without event type", expected, self.post(untyped, self.signed(untyped)))
         oversize = b'{"pad": "' + b"x" * self.max_body + b'"}'
         self.check("oversize body", "413 payload_too_large", self.post(oversize, self.signed(oversize)))
-        if self.provider in ("stripe", "standard", "paypal"):
+        if self.provider in TIMESTAMPED:
             stale = self.signed(body, at=time.time() - STALE_SECONDS)
             self.check("stale signature (replay)", "403 signature_expired", self.post(body, stale))
 
@@ -334,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{provider} {secret}" for provider, secret in DEFAULT_SECRETS.items()),
     )
     parser.add_argument("--token", help="bearer token for the read API, when API_TOKENS is set")
+    parser.add_argument(
+        "--square-url",
+        help="the server's SQUARE_NOTIFICATION_URL (default: URL/webhooks/square)",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=1_048_576, help="the server's MAX_BODY_BYTES")
     parser.add_argument(
         "--paypal-key", type=Path, help="PEM private key matching the server's PAYPAL_CERT_PATH"

@@ -97,6 +97,7 @@ async def receive(request: Request, provider_name: str) -> Response:
     # Only known names reach logs and metric labels: the path segment is the client's to choose.
     known = provider_name in request.app.state.providers
     outcome = telemetry.Delivery(provider=provider_name if known else "unknown")
+    provider: Provider | None = None
     try:
         provider = find_provider(request, provider_name)
         headers = header_map(request)
@@ -106,20 +107,20 @@ async def receive(request: Request, provider_name: str) -> Response:
             request, headers, settings.max_body_bytes, timeout=settings.body_read_timeout_seconds
         )
         now = time.time()
-        await provider.verify(body, headers, now)
+        await provider.authenticate(body, headers, now, query=request.query_params)
         payload = parse_object(body)
-        event = provider.normalise(
+        events = provider.events(
             payload, body=body, headers=headers, received_at=datetime.fromtimestamp(now, UTC)
         )
-        outcome.event_id = event.event_id
-        is_new = await request.app.state.writer.store(event)
-        outcome.outcome = "processed" if is_new else "duplicate"
-        outcome.status_code = 200
-        return Response(
-            orjson.dumps({"status": outcome.outcome, "event_id": event.event_id}),
-            media_type="application/json",
-        )
+        outcome.event_id = events[0].event_id if len(events) == 1 else f"{len(events)} events"
+        new = await request.app.state.writer.store_many(events)
+        outcome.outcome = "processed" if any(new) else "duplicate"
+        answer = provider.accepted(events, new)
+        outcome.status_code = answer.status_code
+        return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)
     except ApiError as exc:
+        if provider is not None and (status := provider.refusal_status(exc)) is not None:
+            exc.status_code = status
         outcome.outcome = exc.code
         outcome.status_code = exc.status_code
         raise
@@ -133,7 +134,8 @@ PROVIDER_PARAMETER = {
     "name": "provider",
     "in": "path",
     "required": True,
-    "description": "One of razorpay, stripe, paypal, standard, paystack",
+    "description": "One of razorpay, stripe, paypal, standard, paystack, adyen, gocardless, paddle, square, "
+    "checkout, mercadopago, cashfree",
     "schema": {"type": "string", "examples": ["razorpay"]},
 }
 

@@ -5,6 +5,10 @@ waiting (up to a batch size), has the sink insert it with `INSERT ... ON CONFLIC
 and fold it into the payments projection, and commits once for the whole batch; only then does each
 delivery learn whether its event was new or a duplicate. So every 2xx follows a commit, the event loop
 never blocks on the database, and a burst costs one commit per batch rather than one per delivery.
+
+A delivery that carries many events (Adyen, GoCardless) queues them as one item: they are never split
+across transactions, so they are committed together or not at all, and a batch may exceed its size by
+one delivery's events.
 """
 
 import asyncio
@@ -20,8 +24,9 @@ from payments.events import NormalizedEvent
 logger = logging.getLogger("webhooks.store")
 
 _STOP: Final = object()
-_Pending = tuple[NormalizedEvent, "asyncio.Future[bool]"]
-# A batch's outcome per delivery: True new, False duplicate, None refused, or the error to answer with.
+# One delivery's events, and what it awaits: per event, new or not.
+_Pending = tuple[Sequence[NormalizedEvent], "asyncio.Future[list[bool]]"]
+# A batch's outcome per event: True new, False duplicate, None refused, or the error to answer with.
 _Outcome = Outcome | StorageUnavailable
 
 
@@ -62,10 +67,19 @@ class EventWriter:
         """True if `event` is new, False if it was stored before; only after the commit. Raises
         StorageUnavailable when the commit is not confirmed within the writer's timeout, and
         SignatureReused when its signed key is stored with another body (nothing stored)."""
+        [is_new] = await self.store_many((event,))
+        return is_new
+
+    async def store_many(self, events: Sequence[NormalizedEvent]) -> list[bool]:
+        """`store` for a delivery of several events, committed in one transaction: per event, new or
+        not. Raises StorageUnavailable unless every one of them is committed, and SignatureReused when
+        one of them was refused."""
+        if not events:
+            return []
         if self._queue.qsize() >= self._queue_max:
             raise StorageUnavailable("too many deliveries are waiting for storage; retry later")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, future))
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((events, future))
         try:
             async with asyncio.timeout(self._timeout):
                 return await future
@@ -81,30 +95,39 @@ class EventWriter:
             if item is _STOP:
                 break
             batch: list[_Pending] = [item]  # type: ignore[list-item]
-            while len(batch) < self._batch_max and not self._queue.empty():
+            size = len(batch[0][0])
+            while size < self._batch_max and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is _STOP:
                     stopping = True
                     break
                 batch.append(item)  # type: ignore[arg-type]
-            for (_, future), outcome in zip(batch, await self._write(sink, batch), strict=True):
+                size += len(batch[-1][0])
+            outcomes = await self._write(sink, batch)
+            start = 0
+            for events, future in batch:
+                mine, start = outcomes[start : start + len(events)], start + len(events)
                 if future.done():  # the delivery gave up waiting (it answered 503)
                     continue
-                if isinstance(outcome, StorageUnavailable):
-                    future.set_exception(StorageUnavailable(outcome.message))
-                elif outcome is None:
+                stored = [outcome for outcome in mine if isinstance(outcome, bool)]
+                failed = [outcome for outcome in mine if isinstance(outcome, StorageUnavailable)]
+                if len(stored) == len(mine):
+                    future.set_result(stored)
+                elif failed:  # a delivery is answered 2xx only when all its events are committed
+                    future.set_exception(StorageUnavailable(failed[0].message))
+                else:
                     future.set_exception(
                         SignatureReused("this delivery's signed id was already accepted with another body")
                     )
-                else:
-                    future.set_result(outcome)
 
     async def _write(self, sink: Sink, batch: list[_Pending]) -> Sequence[_Outcome]:
+        """Per event of the batch, in order."""
         try:
-            return await sink.write([event for event, _ in batch])
+            return await sink.write([event for events, _ in batch for event in events])
         except sink.row_errors as exc:
-            # Something in one row, not the database: write the rows one by one so that a bad row does
-            # not fail its neighbours (rare, since the adapters check every field).
+            # Something in one row, not the database: write the deliveries one by one so that a bad row
+            # does not fail its neighbours (rare, since the adapters check every field). A delivery's
+            # events stay one transaction: all of them are stored, or none.
             await sink.reset()
             if len(batch) > 1:
                 return [outcome for pending in batch for outcome in await self._write(sink, [pending])]
@@ -113,7 +136,7 @@ class EventWriter:
             await sink.reset()
             logger.warning("storage failed for %d deliveries: %s", len(batch), _name(exc))
         unavailable = StorageUnavailable("storage is unavailable; retry later")
-        return [unavailable] * len(batch)
+        return [unavailable] * sum(len(events) for events, _ in batch)
 
 
 def _name(exc: Exception) -> str:

@@ -1,11 +1,15 @@
 """What every provider adapter provides: which headers it needs, how it verifies, how it normalises."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+import orjson
+
 from config import Settings
+from errors import ApiError
 from payments.events import NormalizedEvent
 from providers import fields
 from security import HeaderMap, require_header
@@ -15,6 +19,15 @@ from security import HeaderMap, require_header
 COMMON_STORED_HEADERS = ("content-type", "user-agent", "x-request-id")
 # What the read API shows in place of a signature header's value.
 REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a stored delivery is answered with; the route turns it into the HTTP response."""
+
+    status_code: int
+    body: bytes
+    media_type: str | None = "application/json"
 
 
 class Provider(ABC):
@@ -50,6 +63,13 @@ class Provider(ABC):
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
         """Raise a `errors.SignatureError` unless the body is authentic."""
 
+    async def authenticate(
+        self, body: bytes, headers: HeaderMap, now: float, *, query: Mapping[str, str]
+    ) -> None:
+        """The route's call: `verify`, for providers that sign the body and headers only. One that also
+        signs part of the URL (Mercado Pago's `data.id`) overrides this to read the query string."""
+        await self.verify(body, headers, now)
+
     @abstractmethod
     def normalise(
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
@@ -62,6 +82,29 @@ class Provider(ABC):
             for name in (*COMMON_STORED_HEADERS, *self.stored_headers)
             if (value := headers.get(name)) is not None
         }
+
+    def events(
+        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
+    ) -> list[NormalizedEvent]:
+        """The delivery's events: one, unless the provider batches them (Adyen, GoCardless)."""
+        return [self.normalise(payload, body=body, headers=headers, received_at=received_at)]
+
+    def accepted(self, events: Sequence[NormalizedEvent], new: Sequence[bool]) -> Answer:
+        """The answer once every event is committed; providers that expect another override it."""
+        if len(events) == 1:
+            status = "processed" if new[0] else "duplicate"
+            return Answer(200, orjson.dumps({"status": status, "event_id": events[0].event_id}))
+        listed = [
+            {"event_id": event.event_id, "status": "processed" if is_new else "duplicate"}
+            for event, is_new in zip(events, new, strict=True)
+        ]
+        status = "processed" if any(new) else "duplicate"
+        return Answer(200, orjson.dumps({"status": status, "events": listed}))
+
+    def refusal_status(self, error: ApiError) -> int | None:
+        """The HTTP status for a refused delivery when the provider documents its own (GoCardless's
+        498 for an invalid signature); None keeps the error's. The body keeps the one error shape."""
+        return None
 
 
 def first_header(headers: HeaderMap, *names: str) -> str | None:

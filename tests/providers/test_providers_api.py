@@ -470,7 +470,7 @@ def test_a_provider_without_a_secret_is_not_configured(
 
 
 def test_an_unknown_provider_is_404(client: TestClient) -> None:
-    response = client.post("/webhooks/adyen", content=b"{}", headers={"Content-Type": "application/json"})
+    response = client.post("/webhooks/acme", content=b"{}", headers={"Content-Type": "application/json"})
 
     assert error_code(response) == (404, "unknown_provider")
 
