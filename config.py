@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # /metrics needs a read API token when API_TOKENS is set, unless this is true.
     metrics_public: bool = False
 
+    # The ops console (console/): its session cookie is signed with this key. Without it, development
+    # signs with a random key per process (sessions end at a restart); production refuses to start.
+    console_session_secret: str | None = Field(default=None, min_length=32)
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+
     @field_validator(
         "razorpay_webhook_secret",
         "stripe_webhook_secret",
@@ -115,6 +120,12 @@ class Settings(BaseSettings):
         if not self.api_tokens:
             raise ValueError(
                 "API_TOKENS must be set when APP_ENV=production (the read API holds payment data)"
+            )
+        if not self.console_session_secret:
+            raise ValueError(
+                "CONSOLE_SESSION_SECRET must be set when APP_ENV=production (it signs the ops console's "
+                "session cookies; at least 32 characters, e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
             )
         return self
 

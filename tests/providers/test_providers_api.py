@@ -460,7 +460,8 @@ def test_a_provider_without_a_secret_is_not_configured(
 ) -> None:
     setting = ROTATION[provider][0]
     # Development mode falls back to the prototype's Razorpay secret, so Razorpay is shown in production.
-    mode = {"app_env": "production", "api_tokens": ["read-token"]} if provider == "razorpay" else {}
+    production = {"app_env": "production", "api_tokens": ["read-token"], "console_session_secret": "k" * 32}
+    mode = production if provider == "razorpay" else {}
     client = client_factory(**all_provider_settings(tmp_path, **{setting: []}), **mode)
     body = json.dumps(CASES[provider].payload).encode()
 
