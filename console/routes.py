@@ -37,6 +37,7 @@ SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 STATIC: Final = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
+FILTERS: Final = ("provider", "event_type", "status", "since", "until")
 CHART_SECONDS: Final = 30.0  # the chart is one grouped count: drawn at most this often per process
 
 environment = jinja2.Environment(
@@ -121,7 +122,7 @@ async def index(
     session = current_session(request)
     if session is None:
         return to_login(request)
-    form = {"provider": provider, "event_type": event_type, "status": status, "since": since, "until": until}
+    form = dict(zip(FILTERS, (provider, event_type, status, since, until), strict=True))
     try:
         if (search := text(q, "search")) is not None:
             return await find(request, session, search)
@@ -191,7 +192,7 @@ async def find(request: Request, session: ConsoleSession, search: str) -> Respon
         "index.html",
         session,
         404,
-        form={},
+        form=dict.fromkeys(FILTERS),
         events=[],
         more=None,
         error=f"No payment or event is stored under {search!r}.",
