@@ -17,10 +17,6 @@ def major_amount(amount: int, currency: str | None) -> str:
     return f"{Decimal(amount).scaleb(-exponent):,.{exponent}f}"
 
 
-def utc(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 

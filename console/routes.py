@@ -33,7 +33,8 @@ SECURITY_HEADERS: Final = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer browsers send `Origin: null` with our own forms.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 STATIC: Final = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -47,7 +48,6 @@ environment = jinja2.Environment(
 )
 environment.filters.update(
     major=format.major_amount,
-    utc=format.utc,
     iso=format.iso,
     lag=format.lag,
     path=lambda value: quote(str(value), safe=""),
