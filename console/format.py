@@ -4,6 +4,7 @@ import base64
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from providers.money import minor_unit_exponent
 
@@ -11,6 +12,7 @@ from providers.money import minor_unit_exponent
 SIGNATURE_HEADER_WORDS = ("signature", "transmission-sig")
 
 
+@lru_cache(maxsize=4096)  # a timeline repeats the same few amounts
 def major_amount(amount: int, currency: str | None) -> str:
     """5000 INR -> '50.00'; 500 JPY -> '500'; 1234 KWD -> '1.234'. Exact: Decimal, never float."""
     exponent = minor_unit_exponent(currency or "")
