@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, literal, select, tuple_
 
 from api.reads import LISTED
 from models import Event, Payment
@@ -25,9 +25,17 @@ class FeedFilters:
 
 
 def feed(connection: Connection, filters: FeedFilters, *, before: int | None) -> list[Any]:
-    """Up to PAGE + 1 events, newest first (by row id), older than `before` when given."""
+    """Up to PAGE + 1 events, newest first, after the event `before` when given.
+
+    Without a time range: by row id, a walk down the primary key. With one: by (received_at, id), a walk
+    down the received_at index (whose entries end in the row id), since by row id the database would
+    read the whole table to sort the window's rows (0.9 s at a million rows on SQLite, measured)."""
     stmt = LISTED
-    if before is not None:
+    timed = filters.since is not None or filters.until is not None
+    if before is not None and timed:
+        anchor = select(Event.received_at).where(Event.id == before).scalar_subquery()
+        stmt = stmt.where(tuple_(Event.received_at, Event.id) < tuple_(anchor, literal(before)))
+    elif before is not None:
         stmt = stmt.where(Event.id < before)
     if filters.provider is not None:
         stmt = stmt.where(Event.provider == filters.provider)
@@ -39,7 +47,8 @@ def feed(connection: Connection, filters: FeedFilters, *, before: int | None) ->
         stmt = stmt.where(Event.received_at >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(Event.received_at < filters.until)
-    return list(connection.execute(stmt.order_by(Event.id.desc()).limit(PAGE + 1)).all())
+    order = (Event.received_at.desc(), Event.id.desc()) if timed else (Event.id.desc(),)
+    return list(connection.execute(stmt.order_by(*order).limit(PAGE + 1)).all())
 
 
 def payments_named(connection: Connection, payment_id: str) -> list[Any]:

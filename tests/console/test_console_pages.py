@@ -96,6 +96,13 @@ def test_the_index_filters_pages_and_charts_the_last_day(client: TestClient) -> 
     older = re.search(r'href="(/console/\?before=\d+)" rel="next"', first.text)
     assert older is not None
     assert len(rows_of(client.get(unescape(older.group(1))).text)) == 1 + 3
+    in_range = client.get("/console/?since=2000-01-01T00:00&until=2100-01-01T00:00")
+    assert len(rows_of(in_range.text)) == 1 + 50
+    older = re.search(r'href="(/console/\?since=[^"]+&amp;before=\d+)" rel="next"', in_range.text)
+    assert older is not None
+    rest = rows_of(client.get(unescape(older.group(1))).text)[1:]
+    assert len(rest) == 3
+    assert [row.split()[-1] for row in rest] == ["evt_feed_2", "evt_feed_1", "evt_feed_0"]
     assert [row.split()[4] for row in rows_of(captured.text)[1:]] == ["payment.captured"]
     assert 'class="bar p-razorpay"' in first.text
     assert "razorpay · 53" in first.text
