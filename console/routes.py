@@ -137,7 +137,9 @@ async def index(
         )
         if filters.status is not None and filters.status not in STATUS_RANK:
             raise BadInput("status: not a status of the lifecycle")
-        older_than = int(before) if before and before.isdigit() and len(before) < 19 else None
+        older_than = (
+            int(before) if before and before.isascii() and before.isdigit() and len(before) < 19 else None
+        )
     except BadInput as exc:
         return page(
             request,

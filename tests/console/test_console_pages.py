@@ -258,3 +258,21 @@ def test_production_refuses_to_start_without_a_console_session_secret() -> None:
         Settings(app_env="production", razorpay_webhook_secret=["a-real-secret"], api_tokens=["t"])
     with pytest.raises(ValidationError, match="console_session_secret"):
         Settings(console_session_secret="short")
+
+
+@pytest.mark.parametrize(
+    ("query", "status_code"),
+    [
+        ("status=bogus", 422),
+        ("since=yesterday", 422),
+        ("event_type=a%00b", 422),
+        ("q=" + "x" * 300, 422),
+        ("before=%C2%B2", 200),
+        ("before=99999999999999999999999", 200),
+    ],
+)
+def test_a_bad_filter_is_said_on_the_page(client: TestClient, query: str, status_code: int) -> None:
+    response = client.get(f"/console/?{query}")
+
+    assert response.status_code == status_code
+    assert response.headers["content-type"].startswith("text/html")
