@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     # /metrics needs a read API token when API_TOKENS is set, unless this is true.
     metrics_public: bool = False
 
+    # The ops console (console/): its session cookie is signed with this key. Without it, development
+    # signs with a random key per process (sessions end at a restart); production refuses to start.
+    console_session_secret: str | None = Field(default=None, min_length=32)
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+
     @field_validator(
         "razorpay_webhook_secret",
         "stripe_webhook_secret",
@@ -210,6 +215,12 @@ class Settings(BaseSettings):
         if any(len(token) < MIN_TOKEN_LENGTH for token in self.api_tokens):
             raise ValueError(
                 f"API_TOKENS must each be at least {MIN_TOKEN_LENGTH} characters when APP_ENV=production"
+            )
+        if not self.console_session_secret:
+            raise ValueError(
+                "CONSOLE_SESSION_SECRET must be set when APP_ENV=production (it signs the ops console's "
+                "session cookies; at least 32 characters, e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
             )
         return self
 

@@ -19,6 +19,7 @@ from api.error_shape import error_response, internal_error, invalid_request, ref
 from api.hot_routes import HotRoutes
 from api.reader import Reader
 from config import Settings, get_settings
+from console import routes as console
 from database import make_engine
 from errors import ApiError
 from ingest.sinks import make_sinks
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(reads.router)
+    app.include_router(console.router)
     return app
 
 

@@ -16,9 +16,9 @@ from ingest.store import EventWriter
 from models import Event
 from payments.events import NormalizedEvent
 from tests.ingest.test_sinks import an_event, sinks_for
-from tests.support import stored_events
 from tests.providers import signing
 from tests.providers.test_more_providers import post
+from tests.support import stored_events
 
 
 class RecordingSink:

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from tests.support import stored_events
 from tests.providers import signing
 from tests.providers.signing import Delivery, payload
+from tests.support import stored_events
 
 Sign = Callable[..., Delivery]
 STALE = 3600

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from config import Settings
 from security import mercadopago_manifest
-from tests.support import stored_events
 from tests.providers import signing
 from tests.providers.test_more_providers import MERCADOPAGO, post
+from tests.support import stored_events
 
 
 def test_checkout_static_authorization_key_when_configured(client_factory: Callable[..., TestClient]) -> None:
