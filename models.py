@@ -74,6 +74,8 @@ class Event(Base):
     headers: Mapped[dict[str, Any]]
     # Set when retention emptied raw_body (`make purge DAYS=n REDACT=1`): the row still deduplicates.
     redacted_at: Mapped[datetime | None]
+    # "webhook" (a signed delivery) or "recovery" (read back from the provider's API, recovery/).
+    origin: Mapped[str] = mapped_column(String(16), default="webhook", server_default="webhook")
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),
@@ -105,3 +107,17 @@ class Payment(Base):
     status_event_id: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_payments_payment_id", "payment_id"),)
+
+
+class RecoveryState(Base):
+    """Per provider, where recovery (recovery/) has read up to and who is reading now. The lease is a
+    row, not an advisory lock, so it works the same on SQLite and PostgreSQL and outlives no runner: a
+    runner that dies stops renewing it, and another takes over when it lapses."""
+
+    __tablename__ = "recovery_state"
+
+    provider: Mapped[Str32] = mapped_column(primary_key=True)
+    # Everything the provider created before this time has been read and stored.
+    high_water_mark: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]

@@ -137,6 +137,7 @@ def event_parameters(events: Sequence[NormalizedEvent]) -> dict[str, Any]:
                 "raw_body_at": at,
                 "raw_body_length": len(event.raw_body),
                 "headers": event.headers,
+                "origin": event.origin,
             }
         )
         bodies.append(event.raw_body)

@@ -21,6 +21,8 @@ STATUS_RANK: Final[dict[str, int]] = {
 }
 NO_STATUS_RANK: Final = -1  # events that say nothing about the payment's state (e.g. refund.created)
 
+ORIGINS: Final = ("webhook", "recovery")
+
 
 @dataclass(slots=True, frozen=True)
 class NormalizedEvent:
@@ -37,3 +39,5 @@ class NormalizedEvent:
     received_at: datetime
     raw_body: bytes
     headers: dict[str, str]
+    # How it arrived: a signed delivery ("webhook") or read back from the provider's API ("recovery").
+    origin: str = "webhook"
