@@ -1,0 +1,16 @@
+"""The recovery sources, one per provider that has an API to read back from. Standard Webhooks senders
+have none: their events cannot be recovered here (README, "Missed webhooks")."""
+
+from collections.abc import Callable
+
+from config import Settings
+from recovery.razorpay import RazorpaySource
+from recovery.source import Source
+from recovery.stripe import StripeSource
+
+SOURCES: tuple[type[Source], ...] = (StripeSource, RazorpaySource)
+NAMES: tuple[str, ...] = tuple(source.name for source in SOURCES)
+
+
+def build_sources(settings: Settings, *, sleep: Callable[[float], None] | None = None) -> dict[str, Source]:
+    return {source.name: source(settings, sleep=sleep) for source in SOURCES}
