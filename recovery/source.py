@@ -59,6 +59,11 @@ class Source(ABC):
         raise NotImplementedError
 
 
+def iso_utc(value: datetime) -> str:
+    """A time as the APIs take it in query parameters: ISO 8601 in UTC, `2026-11-01T00:00:00Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def recovered(event: NormalizedEvent, *, source: str) -> NormalizedEvent:
     """An adapter's event marked as recovered: the headers say where it was read, not a delivery's."""
     return replace(event, origin=RECOVERY, headers={"recovered-from": source})

@@ -4,11 +4,13 @@ have none: their events cannot be recovered here (README, "Missed webhooks")."""
 from collections.abc import Callable
 
 from config import Settings
+from recovery.paypal import PayPalSource
+from recovery.paystack import PaystackSource
 from recovery.razorpay import RazorpaySource
 from recovery.source import Source
 from recovery.stripe import StripeSource
 
-SOURCES: tuple[type[Source], ...] = (StripeSource, RazorpaySource)
+SOURCES: tuple[type[Source], ...] = (StripeSource, PayPalSource, RazorpaySource, PaystackSource)
 NAMES: tuple[str, ...] = tuple(source.name for source in SOURCES)
 
 
