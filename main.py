@@ -25,6 +25,8 @@ from ingest.sinks import make_sinks
 from ingest.store import EventWriter
 from ops import metrics, migrate, telemetry
 from providers import build_registry
+from recovery.periodic import PeriodicRecovery
+from recovery.routes import router as recovery_router
 
 logger = logging.getLogger("webhooks")
 
@@ -55,6 +57,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.writer = writer
     app.state.providers = build_registry(settings)
+    # Recovery (recovery/): the sources for POST /payments/{id}/recover, and RECOVERY_INTERVAL's loop.
+    app.state.recovery = PeriodicRecovery(settings=settings, store=writer, engine=engine)
+    await app.state.recovery.start()
     metrics.initialise(providers=app.state.providers)
     if not settings.api_tokens:
         logger.warning("API_TOKENS is not set: the read API is open to anyone who can reach this port")
@@ -64,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.recovery.stop()
         await writer.stop()
         await app.state.reader.close()
         engine.dispose()
@@ -113,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(reads.router)
+    app.include_router(recovery_router)
     return app
 
 

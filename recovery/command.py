@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TextIO
 
 from config import Settings, get_settings
@@ -17,6 +17,7 @@ from ingest.store import EventWriter
 from recovery import state
 from recovery.run import Report, run
 from recovery.sources import NAMES, build_sources
+from recovery.window import lease_seconds, window_start
 
 # How many payments whose state changed are listed by name; the rest are counted.
 LISTED_CHANGES = 20
@@ -106,18 +107,6 @@ async def recover_providers(
         await writer.stop()
         engine.dispose()
     return reports
-
-
-def window_start(settings: Settings, *, mark: datetime | None, now: datetime) -> datetime:
-    """From the high-water mark less the overlap, or, before any run, RECOVERY_LOOKBACK_SECONDS ago."""
-    if mark is None:
-        return now - timedelta(seconds=settings.recovery_lookback_seconds)
-    return mark - timedelta(seconds=settings.recovery_overlap_seconds)
-
-
-def lease_seconds(settings: Settings) -> float:
-    """Long enough to outlast a page's retries: the lease is renewed after every page."""
-    return max(120.0, settings.recovery_timeout_seconds * (settings.recovery_max_retries + 1) * 4)
 
 
 def _progress(out: TextIO) -> Callable[[Report], None]:

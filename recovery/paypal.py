@@ -7,18 +7,32 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
+import requests
 
 from config import Settings
 from errors import InvalidPayload
+from payments.events import NormalizedEvent
+from providers import fields
+from providers.money import decimal_to_minor
 from providers.paypal import PayPal
 from recovery.errors import CredentialsRefused, ProviderUnavailable
-from recovery.source import Page, Source, iso_utc, recovered
+from recovery.source import Page, Source, iso_utc, observation, recovered
 
 TOKEN_PATH = "/v1/oauth2/token"  # noqa: S105 (a path, not a secret)
 EVENTS_PATH = "/v1/notifications/webhooks-events"
+CAPTURES_PATH = "/v2/payments/captures"
+# A capture's status, normalised as its events are (providers/paypal.py).
+_CAPTURE_STATUS = {
+    "PENDING": "created",
+    "COMPLETED": "captured",
+    "DECLINED": "failed",
+    "FAILED": "failed",
+    "PARTIALLY_REFUNDED": "partially_refunded",
+    "REFUNDED": "refunded",
+}
 # A token is used until this long before PayPal says it expires: no call leaves with a dying token.
 TOKEN_MARGIN_SECONDS = 60
 
@@ -67,16 +81,22 @@ class PayPalSource(Source):
         self.tokens_fetched += 1
         return self._token[0]
 
-    def _get(self, path: str, params: Any = None) -> Any:
+    def _authorised_get(self, path: str, params: Any = None) -> requests.Response:
         for attempt in range(2):
             headers = {"Authorization": f"Bearer {self._access_token()}", "Accept": "application/json"}
             try:
-                return self.client.get_json(path, headers=headers, params=params)
+                return self.client.request("GET", path, headers=headers, params=params)
             except CredentialsRefused:
                 if attempt == 1:
                     raise
                 self._token = None  # refused early: one new token, then the credentials are to blame
         raise AssertionError("unreachable")
+
+    def _get(self, path: str, params: Any = None) -> Any:
+        response = self._authorised_get(path, params)
+        if response.status_code != 200:
+            raise ProviderUnavailable(f"GET {EVENTS_PATH} answered {response.status_code}")
+        return response.json()
 
     def pages(self, *, since: datetime, until: datetime) -> Iterator[Page]:
         adapter = PayPal(self.settings)
@@ -107,6 +127,38 @@ class PayPalSource(Source):
             if next_link is None or not body["events"]:
                 return
             path, params = next_link, None
+
+    def payment(self, payment_id: str) -> NormalizedEvent | None:
+        """GET /v2/payments/captures/{id}: a capture's state now, as an observation. The payment id of
+        PayPal's capture events is the capture's id."""
+        path = f"{CAPTURES_PATH}/{quote(payment_id, safe='')}"
+        response = self._authorised_get(path)
+        if response.status_code == 404:  # {"name": "RESOURCE_NOT_FOUND", ...}
+            return None
+        capture = response.json() if response.status_code == 200 else None
+        if not isinstance(capture, dict):
+            raise ProviderUnavailable(f"GET {CAPTURES_PATH}/{{id}} answered {response.status_code}")
+        try:
+            provider_status = fields.text(capture.get("status"), "status")
+            currency = fields.currency(
+                fields.get_path(capture, "amount.currency_code"), "amount.currency_code"
+            )
+            value = fields.get_path(capture, "amount.value")
+            amount = decimal_to_minor(value, currency) if isinstance(value, str) and currency else None
+            status = _CAPTURE_STATUS.get(provider_status or "")
+            return observation(
+                provider=self.name,
+                payment_id=fields.required_text(capture.get("id"), "id"),
+                status=status,
+                provider_status=provider_status,
+                amount=fields.amount(amount, "amount.value"),
+                currency=currency,
+                entity=capture,
+                key=status or "unknown",
+                source=f"GET {CAPTURES_PATH}",
+            )
+        except (InvalidPayload, ValueError) as exc:
+            raise ProviderUnavailable(f"GET {CAPTURES_PATH}/{{id}}: {exc}") from exc
 
 
 def _next_link(links: object) -> str | None:

@@ -4,13 +4,16 @@ event objects webhooks carry, with the same ids, so a recovered event and its la
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
 from errors import InvalidPayload
+from payments.events import NormalizedEvent
+from providers import fields
 from providers.stripe import Stripe
 from recovery.errors import ProviderUnavailable
-from recovery.source import Page, Source, recovered
+from recovery.source import Page, Source, observation, recovered
 
 # The payment event types the adapter (providers/stripe.py) reads. Stripe takes at most 20 in types[].
 PAYMENT_EVENT_TYPES = (
@@ -27,6 +30,17 @@ PAYMENT_EVENT_TYPES = (
     "charge.dispute.closed",
 )
 EVENTS_PATH = "/v1/events"
+INTENTS_PATH = "/v1/payment_intents"
+# A PaymentIntent's status, normalised as its events are (providers/stripe.py).
+_INTENT_STATUS = {
+    "requires_payment_method": "created",
+    "requires_confirmation": "created",
+    "requires_action": "created",
+    "processing": "created",
+    "requires_capture": "authorized",
+    "succeeded": "captured",
+    "canceled": "failed",
+}
 
 
 class StripeSource(Source):
@@ -74,6 +88,34 @@ class StripeSource(Source):
             if not body.get("has_more") or not data:
                 return
             starting_after = str(data[-1].get("id"))
+
+    def payment(self, payment_id: str) -> NormalizedEvent | None:
+        """GET /v1/payment_intents/{id}: the intent's state now, as an observation (its events are
+        recovered by `pages`; this is the on-demand look at one payment)."""
+        response = self.client.request(
+            "GET", f"{INTENTS_PATH}/{quote(payment_id, safe='')}", headers=self._headers()
+        )
+        if response.status_code == 404:  # {"error": {"code": "resource_missing", ...}}
+            return None
+        intent = response.json() if response.status_code == 200 else None
+        if not isinstance(intent, dict) or intent.get("object") != "payment_intent":
+            raise ProviderUnavailable(f"GET {INTENTS_PATH}/{{id}} answered {response.status_code}")
+        try:
+            provider_status = fields.text(intent.get("status"), "status")
+            status = _INTENT_STATUS.get(provider_status or "")
+            return observation(
+                provider=self.name,
+                payment_id=fields.required_text(intent.get("id"), "id"),
+                status=status,
+                provider_status=provider_status,
+                amount=fields.amount(intent.get("amount"), "amount"),
+                currency=fields.currency(intent.get("currency"), "currency"),
+                entity=intent,
+                key=status or "unknown",
+                source=f"GET {INTENTS_PATH}",
+            )
+        except InvalidPayload as exc:
+            raise ProviderUnavailable(f"GET {INTENTS_PATH}/{{id}}: {exc.message}") from exc
 
 
 def _list(body: Any) -> list[dict[str, Any]]:

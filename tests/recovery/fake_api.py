@@ -90,6 +90,8 @@ class FakeProviders:
         self.stripe_events: list[dict[str, Any]] = []
         self.razorpay_payments: dict[str, dict[str, Any]] = {}
         self.paypal_events: list[dict[str, Any]] = []
+        self.stripe_intents: dict[str, dict[str, Any]] = {}
+        self.paypal_captures: dict[str, dict[str, Any]] = {}
         self.paystack_transactions: list[dict[str, Any]] = []
         self.seen: list[Seen] = []
         self.faults: dict[str, deque[Fault]] = {}
@@ -137,6 +139,10 @@ class FakeProviders:
                 return fault.status, fault.body, fault.headers
         if seen.path == "/v1/events":
             return self.stripe_list(seen)
+        if seen.path.startswith("/v1/payment_intents/"):
+            return self.stripe_intent(seen)
+        if seen.path.startswith("/v2/payments/captures/"):
+            return self.paypal_capture(seen)
         if seen.path == "/v1/payments":
             return self.razorpay_list(seen)
         if seen.path.startswith("/v1/payments/"):
@@ -175,6 +181,32 @@ class FakeProviders:
             {"object": "list", "data": events[:limit], "has_more": len(events) > limit, "url": "/v1/events"},
             {},
         )
+
+    def stripe_intent(self, seen: Seen) -> tuple[int, Any, dict[str, str]]:
+        if seen.headers.get("authorization") != f"Bearer {STRIPE_KEY}":
+            return 401, STRIPE_BAD_KEY, {}
+        intent_id = seen.path.rsplit("/", 1)[-1]
+        if intent_id not in self.stripe_intents:
+            error = {
+                "code": "resource_missing",
+                "message": f"No such payment_intent: '{intent_id}'",
+                "param": "intent",
+                "type": "invalid_request_error",
+            }
+            return 404, {"error": error}, {}
+        return 200, self.stripe_intents[intent_id], {}
+
+    def paypal_capture(self, seen: Seen) -> tuple[int, Any, dict[str, str]]:
+        if seen.headers.get("authorization", "").removeprefix("Bearer ") not in self.paypal_tokens:
+            return 401, PAYPAL_AUTH_FAILURE, {}
+        capture_id = seen.path.rsplit("/", 1)[-1]
+        if capture_id not in self.paypal_captures:
+            return (
+                404,
+                {"name": "RESOURCE_NOT_FOUND", "message": "The specified resource does not exist."},
+                {},
+            )
+        return 200, self.paypal_captures[capture_id], {}
 
     def _razorpay_authorised(self, seen: Seen) -> bool:
         expected = base64.b64encode(":".join(RAZORPAY_KEY).encode()).decode()
