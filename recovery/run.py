@@ -65,19 +65,37 @@ async def recover(
     stored so far stays stored, and `report` says how far it got."""
     report = report or Report(provider=source.name, since=since, until=until)
     pages: Iterator[Page] = source.pages(since=since, until=until)
-    while report.pages < max_pages:
-        # The HTTP client is synchronous (requests): each page is fetched on a thread.
-        page = await asyncio.to_thread(next, pages, None)
-        if page is None:
-            report.complete = True
-            break
-        report.pages += 1
-        await _take(page, report=report, source=source, store=store, engine=engine, dry_run=dry_run)
-        if after_page is not None:
-            await after_page(report)
-    else:
-        report.complete = await asyncio.to_thread(next, pages, None) is None
+
+    def fetch() -> "asyncio.Future[Page | None]":
+        # The HTTP client is synchronous (requests): each page is fetched on a thread, the next one
+        # while the current one is being stored.
+        upcoming = asyncio.ensure_future(asyncio.to_thread(next, pages, None))
+        upcoming.add_done_callback(_retrieve)
+        return upcoming
+
+    upcoming = fetch()
+    try:
+        while True:
+            page = await upcoming
+            if page is None:
+                report.complete = True
+                break
+            if report.pages >= max_pages:
+                break  # a page beyond the cap: the window is not complete
+            report.pages += 1
+            upcoming = fetch()
+            await _take(page, report=report, source=source, store=store, engine=engine, dry_run=dry_run)
+            if after_page is not None:
+                await after_page(report)
+    finally:
+        upcoming.cancel()  # stopped early: nobody waits for the page in flight
     return report
+
+
+def _retrieve(future: "asyncio.Future[Page | None]") -> None:
+    # A page fetched for a run that stopped meanwhile: its error is the stopped run's, already told.
+    if not future.cancelled():
+        future.exception()
 
 
 async def _take(

@@ -7,6 +7,7 @@ import base64
 import json
 import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +99,7 @@ class FakeProviders:
         self.down_from: dict[str, tuple[int, Fault]] = {}
         self.paypal_tokens: set[str] = set()
         self.paypal_token_lifetime = 32400
+        self.latency = 0.0  # seconds added to every answer: a provider across a network
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -325,6 +327,7 @@ def _iso(value: str) -> datetime:
 def _handler(api: FakeProviders) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between
 
         def log_message(self, *_: Any) -> None:
             pass
@@ -340,6 +343,8 @@ def _handler(api: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 body=self.rfile.read(length).decode() if length else "",
             )
             status, body, headers = api.answer(seen)
+            if api.latency:
+                time.sleep(api.latency)
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
