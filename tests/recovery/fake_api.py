@@ -4,6 +4,7 @@ envelope. It records every request (path, query, headers) so tests can assert on
 and can be told to answer the next requests to a path with a fault (429, 500, 401)."""
 
 import base64
+import contextlib
 import json
 import secrets
 import threading
@@ -346,13 +347,15 @@ def _handler(api: FakeProviders) -> type[BaseHTTPRequestHandler]:
             if api.latency:
                 time.sleep(api.latency)
             payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
+            # A client that timed out has gone: its answer has nowhere to go.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
 
         do_GET = _serve
         do_POST = _serve
