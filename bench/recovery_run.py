@@ -64,9 +64,9 @@ def main(kind: str, latency: float) -> None:
         else:
             with scratch_postgres_database("postgresql://root@127.0.0.1:5432/test") as url:
                 elapsed, stored = asyncio.run(measure(url, fake))
-    print(
-        f"{kind}, {latency * 1000:.0f} ms a page: {stored} events in {elapsed:.2f} s = {stored / elapsed:,.0f} events/s"
-    )
+    rate = stored / elapsed
+    page_ms = latency * 1000
+    print(f"{kind}, {page_ms:.0f} ms a page: {stored} events in {elapsed:.2f} s = {rate:,.0f} events/s")
 
 
 if __name__ == "__main__":

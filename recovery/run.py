@@ -163,7 +163,10 @@ async def run(
         report.message = f"{source.name}: skipped, {source.credential_settings} not set"
     elif not dry_run and not await _lease(engine, source.name, owner, lease_seconds):
         report.outcome = "busy"
-        report.message = f"{source.name}: skipped, another runner holds the recovery lease"
+        report.message = (
+            f"{source.name}: skipped, another runner holds the recovery lease (it lapses within "
+            f"{lease_seconds:.0f} s if that runner has gone)"
+        )
     else:
         report = await _leased_run(
             source=source,
