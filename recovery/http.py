@@ -80,7 +80,17 @@ class ApiClient:
         response = self.request("GET", path, headers=headers, params=params)
         if response.status_code != 200:
             raise ProviderUnavailable(f"GET {path} answered {response.status_code}")
+        return json_body(response, f"GET {path}")
+
+
+def json_body(response: requests.Response, call: str) -> Any:
+    """The response's JSON; an answer that is not JSON (a proxy's HTML page) is the provider's fault."""
+    try:
         return response.json()
+    except ValueError as exc:
+        raise ProviderUnavailable(
+            f"{call} answered {response.status_code} with a body that is not JSON"
+        ) from exc
 
 
 def retry_after(value: str | None, *, default: float) -> float:

@@ -19,6 +19,7 @@ from providers import fields
 from providers.money import decimal_to_minor
 from providers.paypal import PayPal
 from recovery.errors import CredentialsRefused, ProviderUnavailable
+from recovery.http import json_body
 from recovery.source import Page, Source, iso_utc, observation, recovered
 
 TOKEN_PATH = "/v1/oauth2/token"  # noqa: S105 (a path, not a secret)
@@ -72,7 +73,7 @@ class PayPalSource(Source):
             data={"grant_type": "client_credentials"},
             auth=(self.settings.paypal_client_id, self.settings.paypal_client_secret.get_secret_value()),
         )
-        body = response.json() if response.status_code == 200 else None
+        body = json_body(response, f"POST {TOKEN_PATH}") if response.status_code == 200 else None
         if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             raise ProviderUnavailable(f"POST {TOKEN_PATH} answered {response.status_code} without a token")
         expires_in = body.get("expires_in")
@@ -96,7 +97,7 @@ class PayPalSource(Source):
         response = self._authorised_get(path, params)
         if response.status_code != 200:
             raise ProviderUnavailable(f"GET {EVENTS_PATH} answered {response.status_code}")
-        return response.json()
+        return json_body(response, f"GET {EVENTS_PATH}")
 
     def pages(self, *, since: datetime, until: datetime) -> Iterator[Page]:
         adapter = PayPal(self.settings)
@@ -135,7 +136,7 @@ class PayPalSource(Source):
         response = self._authorised_get(path)
         if response.status_code == 404:  # {"name": "RESOURCE_NOT_FOUND", ...}
             return None
-        capture = response.json() if response.status_code == 200 else None
+        capture = json_body(response, f"GET {CAPTURES_PATH}") if response.status_code == 200 else None
         if not isinstance(capture, dict):
             raise ProviderUnavailable(f"GET {CAPTURES_PATH}/{{id}} answered {response.status_code}")
         try:

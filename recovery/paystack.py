@@ -12,6 +12,7 @@ from errors import InvalidPayload
 from payments.events import NormalizedEvent
 from providers import fields
 from recovery.errors import ProviderUnavailable
+from recovery.http import json_body
 from recovery.source import Page, Source, iso_utc, observation
 
 LIST_PATH = "/transaction"
@@ -69,15 +70,12 @@ class PaystackSource(Source):
             headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
             params=params,
         )
-        body = (
-            response.json()
-            if response.headers.get("content-type", "").startswith("application/json")
-            else None
-        )
+        call = f"GET {VERIFY_PATH if path.startswith(VERIFY_PATH) else LIST_PATH}"
         if response.status_code == 400 and path.startswith(VERIFY_PATH):
             return None  # {"status": false, "message": "Transaction reference not found"}
-        if response.status_code != 200 or not isinstance(body, dict) or body.get("status") is not True:
-            raise ProviderUnavailable(f"GET {path.split('/verify/')[0]} answered {response.status_code}")
+        body = json_body(response, call) if response.status_code == 200 else None
+        if not isinstance(body, dict) or body.get("status") is not True:
+            raise ProviderUnavailable(f"{call} answered {response.status_code}")
         return body
 
     def pages(self, *, since: datetime, until: datetime) -> Iterator[Page]:

@@ -11,6 +11,7 @@ from errors import InvalidPayload
 from payments.events import NormalizedEvent
 from providers import fields
 from recovery.errors import ProviderUnavailable
+from recovery.http import json_body
 from recovery.source import Page, Source, observation
 
 PAYMENTS_PATH = "/v1/payments"
@@ -73,7 +74,7 @@ class RazorpaySource(Source):
             return None  # Razorpay answers 400 BAD_REQUEST_ERROR "The id provided does not exist"
         if response.status_code != 200:
             raise ProviderUnavailable(f"GET {path} answered {response.status_code}")
-        return response.json()
+        return json_body(response, f"GET {PAYMENTS_PATH}")
 
     def pages(self, *, since: datetime, until: datetime) -> Iterator[Page]:
         count = self.settings.recovery_page_size

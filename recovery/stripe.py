@@ -13,6 +13,7 @@ from payments.events import NormalizedEvent
 from providers import fields
 from providers.stripe import Stripe
 from recovery.errors import ProviderUnavailable
+from recovery.http import json_body
 from recovery.source import Page, Source, observation, recovered
 
 # The payment event types the adapter (providers/stripe.py) reads. Stripe takes at most 20 in types[].
@@ -97,7 +98,7 @@ class StripeSource(Source):
         )
         if response.status_code == 404:  # {"error": {"code": "resource_missing", ...}}
             return None
-        intent = response.json() if response.status_code == 200 else None
+        intent = json_body(response, f"GET {INTENTS_PATH}") if response.status_code == 200 else None
         if not isinstance(intent, dict) or intent.get("object") != "payment_intent":
             raise ProviderUnavailable(f"GET {INTENTS_PATH}/{{id}} answered {response.status_code}")
         try:

@@ -346,7 +346,7 @@ def _handler(api: FakeProviders) -> type[BaseHTTPRequestHandler]:
             status, body, headers = api.answer(seen)
             if api.latency:
                 time.sleep(api.latency)
-            payload = json.dumps(body).encode()
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
             # A client that timed out has gone: its answer has nowhere to go.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.send_response(status)

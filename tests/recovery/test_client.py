@@ -55,6 +55,21 @@ def test_every_call_is_timed_out(app: Callable[..., TestClient], fake: FakeProvi
     assert recover.waits == [0.5]
 
 
+@pytest.mark.parametrize("provider", ["stripe", "razorpay", "paypal", "paystack"])
+def test_an_answer_that_is_not_json_ends_the_run_as_provider_unavailable(
+    app: Callable[..., TestClient], fake: FakeProviders, provider: str
+) -> None:
+    client = app()
+    page = b"<html><body>502 Bad Gateway</body></html>"
+    for path in ("/v1/events", "/v1/payments", "/v1/notifications/webhooks-events", "/transaction"):
+        fake.fail_next(path, Fault(200, page))
+
+    report = Recoverer(client)(provider, since=SINCE, until=SINCE + timedelta(days=1))
+
+    assert report.outcome == "provider_unavailable"
+    assert "not JSON" in report.message
+
+
 def test_recovery_asks_stripe_for_every_event_type_the_adapter_reads() -> None:
     assert set(_STATUS_BY_EVENT) <= set(PAYMENT_EVENT_TYPES)
     assert len(PAYMENT_EVENT_TYPES) <= 20  # Stripe's limit on types[]
