@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from config import Settings
-from recovery import state
+from recovery import metrics, state
 from recovery.run import Report, Store, run
 from recovery.source import Source
 from recovery.sources import build_sources
@@ -32,6 +32,7 @@ class PeriodicRecovery:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        metrics.initialise(providers=self.sources)
         if self.settings.recovery_interval <= 0:
             return
         for source in self.sources.values():
