@@ -57,10 +57,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.writer = writer
     app.state.providers = build_registry(settings)
-    # Recovery (recovery/): the sources for POST /payments/{id}/recover, and RECOVERY_INTERVAL's loop.
+    metrics.initialise(providers=app.state.providers)
+    # Recovery (recovery/): the sources for POST /payments/{id}/recover, and RECOVERY_INTERVAL's loop;
+    # after metrics.initialise, which makes PROMETHEUS_MULTIPROC_DIR that its counters write to.
     app.state.recovery = PeriodicRecovery(settings=settings, store=writer, engine=engine)
     await app.state.recovery.start()
-    metrics.initialise(providers=app.state.providers)
     if not settings.api_tokens:
         logger.warning("API_TOKENS is not set: the read API is open to anyone who can reach this port")
     # Everything loaded so far lives as long as the process: exempt it from the cyclic collector, whose
