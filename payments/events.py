@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 # The documented status vocabulary, ranked: a payment's state only moves to an equal or higher rank,
 # so a late or replayed event never moves it back. `failed` ranks below `authorized` because Razorpay
@@ -21,8 +21,6 @@ STATUS_RANK: Final[dict[str, int]] = {
 }
 NO_STATUS_RANK: Final = -1  # events that say nothing about the payment's state (e.g. refund.created)
 
-ORIGINS: Final = ("webhook", "recovery")
-
 
 @dataclass(slots=True, frozen=True)
 class NormalizedEvent:
@@ -40,4 +38,4 @@ class NormalizedEvent:
     raw_body: bytes
     headers: dict[str, str]
     # How it arrived: a signed delivery ("webhook") or read back from the provider's API ("recovery").
-    origin: str = "webhook"
+    origin: Literal["webhook", "recovery"] = "webhook"

@@ -4,7 +4,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import orjson
 
@@ -12,7 +12,7 @@ from config import Settings
 from payments.events import NormalizedEvent
 from recovery.http import ApiClient
 
-RECOVERY = "recovery"
+RECOVERY: Final = "recovery"
 
 
 @dataclass
