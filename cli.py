@@ -17,6 +17,7 @@ from database import make_engine
 from models import Payment
 from ops import retention
 from payments import projection
+from recovery import command as recovery_command
 
 
 def rebuild_payments(_: argparse.Namespace) -> int:
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(handler=rebuild_payments)
     add_purge_command(commands)
+    recovery_command.add_command(commands)
     return parser
 
 

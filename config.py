@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Secrets and tokens are comma-separated lists so that an old and a new value can both verify while a
@@ -140,6 +140,31 @@ class Settings(BaseSettings):
         """PostgreSQL's statement_timeout on every connection (the engine's, the writer's, the
         history's): the store timeout, so no statement outlives the wait it serves."""
         return int(self.store_timeout_seconds * 1000)
+
+    # Recovery (recovery/): reading missed events back from the providers' APIs. A provider without its
+    # API credentials is skipped. The bases are settings so that tests (and sandboxes) can point them
+    # elsewhere. Paystack's API key is PAYSTACK_SECRET_KEY, the same key it signs webhooks with.
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    paypal_client_id: str | None = None
+    paypal_client_secret: SecretStr | None = None
+    paypal_api_base: str = "https://api-m.paypal.com"
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: SecretStr | None = None
+    razorpay_api_base: str = "https://api.razorpay.com"
+    paystack_api_base: str = "https://api.paystack.co"
+    # Seconds between periodic recovery runs in the service; 0 turns them off.
+    recovery_interval: float = Field(default=0, ge=0)
+    # The first periodic run reads this far back; later runs start at the high-water mark less the
+    # overlap (an event the provider lists a little late is still read; a re-read one is a duplicate).
+    recovery_lookback_seconds: int = Field(default=86_400, ge=1)
+    recovery_overlap_seconds: int = Field(default=300, ge=0)
+    recovery_max_pages: int = Field(default=1_000, ge=1)
+    recovery_page_size: int = Field(default=100, ge=1, le=100)
+    recovery_timeout_seconds: float = Field(default=10.0, gt=0)
+    recovery_max_retries: int = Field(default=5, ge=0)
+    # Stripe only: list just the events whose webhooks have not (yet) been delivered.
+    stripe_recovery_undelivered_only: bool = False
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -26,6 +26,8 @@ from ingest.sinks import make_sinks
 from ingest.store import EventWriter
 from ops import metrics, migrate, telemetry
 from providers import build_registry
+from recovery.periodic import PeriodicRecovery
+from recovery.routes import router as recovery_router
 from schemas import ANY_ROUTE_ERRORS_TEXT
 
 logger = logging.getLogger("webhooks")
@@ -58,6 +60,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.writer = writer
     app.state.providers = build_registry(settings)
     metrics.initialise(providers=app.state.providers)
+    # Recovery (recovery/): the sources for POST /payments/{id}/recover, and RECOVERY_INTERVAL's loop;
+    # after metrics.initialise, which makes PROMETHEUS_MULTIPROC_DIR that its counters write to.
+    app.state.recovery = PeriodicRecovery(settings=settings, store=writer, engine=engine)
+    await app.state.recovery.start()
     if not settings.api_tokens:
         logger.warning("API_TOKENS is not set: the read API is open to anyone who can reach this port")
     if published := settings.published_settings():
@@ -73,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.recovery.stop()
         await writer.stop()
         await app.state.reader.close()
         engine.dispose()
@@ -131,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(reads.router)
     app.include_router(console.router)
+    app.include_router(recovery_router)
     return app
 
 

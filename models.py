@@ -77,6 +77,8 @@ class Event(Base):
     redacted_at: Mapped[datetime | None]
     # What the signature binds when the event id is not signed (events.NormalizedEvent.signed_key).
     signed_key: Mapped[str | None] = mapped_column(String(255))
+    # "webhook" (a signed delivery) or "recovery" (read back from the provider's API, recovery/).
+    origin: Mapped[str] = mapped_column(String(16), default="webhook", server_default="webhook")
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),
@@ -112,3 +114,17 @@ class Payment(Base):
     status_event_id: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_payments_payment_id", "payment_id"),)
+
+
+class RecoveryState(Base):
+    """Per provider, where recovery (recovery/) has read up to and who is reading now. The lease is a
+    row, not an advisory lock, so it works the same on SQLite and PostgreSQL and outlives no runner: a
+    runner that dies stops renewing it, and another takes over when it lapses."""
+
+    __tablename__ = "recovery_state"
+
+    provider: Mapped[Str32] = mapped_column(primary_key=True)
+    # Everything the provider created before this time has been read and stored.
+    high_water_mark: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]

@@ -47,6 +47,11 @@ class EventOut(BaseModel):
     received_at: datetime = Field(
         description="When this service stored it (UTC)", examples=["2025-07-07T10:59:26.412907Z"]
     )
+    origin: Literal["webhook", "recovery"] = Field(
+        description="How it arrived: `webhook` (a signed delivery) or `recovery` (read back from the "
+        "provider's API by a recovery run)",
+        examples=["webhook"],
+    )
 
 
 class EventDetail(EventOut):

@@ -146,6 +146,7 @@ def event_parameters(events: Sequence[NormalizedEvent]) -> dict[str, Any]:
                 "raw_body_length": len(event.raw_body),
                 "headers": event.headers,
                 "signed_key": event.signed_key,
+                "origin": event.origin,
             }
         )
         bodies.append(event.raw_body)

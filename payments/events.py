@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 # The documented status vocabulary, ranked: a payment's state only moves to an equal or higher rank,
 # so a late or replayed event never moves it back. `failed` ranks below `authorized` because Razorpay
@@ -41,3 +41,5 @@ class NormalizedEvent:
     # id, the SHA-256 of a Razorpay body): unique per provider in the database, so an authentic delivery
     # cannot be stored twice under different ids, nor a signature reused for another body.
     signed_key: str | None = None
+    # How it arrived: a signed delivery ("webhook") or read back from the provider's API ("recovery").
+    origin: Literal["webhook", "recovery"] = "webhook"
