@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from recovery.run import Report, run
 from recovery.sources import build_sources
-from tests.support import STRIPE_SECRET
 from tests.recovery.fake_api import PAYPAL_CLIENT, PAYSTACK_KEY, RAZORPAY_KEY, STRIPE_KEY, FakeProviders
+from tests.support import STRIPE_SECRET
 
 
 @pytest.fixture

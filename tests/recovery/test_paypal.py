@@ -9,9 +9,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.support import PAYPAL_WEBHOOK_ID, paypal_headers, write_paypal_cert
 from tests.recovery.conftest import Recoverer
 from tests.recovery.fake_api import PAYPAL_CLIENT, FakeProviders, paypal_event
+from tests.support import PAYPAL_WEBHOOK_ID, paypal_headers, write_paypal_cert
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=1)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from tests.support import paystack_headers
 from tests.recovery.conftest import Recoverer
 from tests.recovery.fake_api import PAYSTACK_KEY, FakeProviders, paystack_transaction
+from tests.support import paystack_headers
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=1)

@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from tests.support import razorpay_event
-from tests.support import razorpay_headers
 from tests.recovery.conftest import Recoverer
 from tests.recovery.fake_api import RAZORPAY_KEY, FakeProviders, razorpay_payment
+from tests.support import razorpay_event, razorpay_headers
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=1)

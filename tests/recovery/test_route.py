@@ -6,9 +6,8 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support import razorpay_event
-from tests.support import razorpay_headers
 from tests.recovery.fake_api import FakeProviders, paystack_transaction, razorpay_payment
+from tests.support import razorpay_event, razorpay_headers
 
 AT = 1_762_000_000
 

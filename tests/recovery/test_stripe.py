@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from models import Event, Payment
 from recovery import state
 from recovery.stripe import PAYMENT_EVENT_TYPES
-from tests.support import stripe_headers
 from tests.recovery.conftest import Recoverer
 from tests.recovery.fake_api import (
     STRIPE_KEY,
@@ -21,6 +20,7 @@ from tests.recovery.fake_api import (
     Fault,
     stripe_event,
 )
+from tests.support import stripe_headers
 
 OUTAGE_START = datetime(2026, 11, 1, tzinfo=UTC)
 SINCE, UNTIL = OUTAGE_START - timedelta(hours=1), OUTAGE_START + timedelta(days=1)
