@@ -104,3 +104,28 @@ class InvalidCursor(ApiError):
     # The same status and code as any other malformed parameter: to a client it is one.
     status_code = 422
     code = "validation_error"
+
+
+# --- recovery: what stops a run against a provider's API (recovery/) --------------------------------
+
+
+class RecoveryError(ApiError):
+    status_code = 502
+    code = "recovery_failed"
+
+
+class CredentialsRefused(RecoveryError):
+    """The provider answered 401/403: the message names the setting to fix. Never retried."""
+
+    code = "provider_credentials_refused"
+
+
+class ProviderUnavailable(RecoveryError):
+    """Still 429 or 5xx after the retries, unreachable, or an answer not in the documented shape."""
+
+    code = "provider_unavailable"
+
+
+class RecoveryNotSupported(ApiError):
+    status_code = 404
+    code = "recovery_not_supported"

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from recovery.errors import CredentialsRefused, ProviderUnavailable
+from errors import CredentialsRefused, ProviderUnavailable
 
 logger = logging.getLogger("webhooks.recovery")
 

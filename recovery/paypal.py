@@ -13,12 +13,11 @@ import orjson
 import requests
 
 from config import Settings
-from errors import InvalidPayload
+from errors import CredentialsRefused, InvalidPayload, ProviderUnavailable
 from payments.events import NormalizedEvent
 from providers import fields
 from providers.money import decimal_to_minor
 from providers.paypal import PayPal
-from recovery.errors import CredentialsRefused, ProviderUnavailable
 from recovery.http import json_body
 from recovery.source import Page, Source, iso_utc, observation, recovered
 

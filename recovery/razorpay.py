@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from errors import InvalidPayload
+from errors import InvalidPayload, ProviderUnavailable
 from payments.events import NormalizedEvent
 from providers import fields
-from recovery.errors import ProviderUnavailable
 from recovery.http import json_body
 from recovery.source import Page, Source, observation
 

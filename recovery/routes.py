@@ -10,10 +10,9 @@ from sqlalchemy import select
 from api.auth import require_token
 from api.params import PROVIDER_NAME, PaymentId
 from api.reads import in_session
-from errors import PaymentAmbiguous, PaymentNotFound, ProviderNotConfigured
+from errors import PaymentAmbiguous, PaymentNotFound, ProviderNotConfigured, RecoveryNotSupported
 from models import Payment
 from recovery import metrics
-from recovery.errors import RecoveryNotSupported
 from recovery.periodic import PeriodicRecovery
 from schemas import PAYMENT_AMBIGUOUS, PAYMENT_NOT_FOUND, READ_RESPONSES, ErrorBody, PaymentOut
 

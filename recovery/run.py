@@ -16,10 +16,9 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from errors import StorageUnavailable
+from errors import CredentialsRefused, ProviderUnavailable, RecoveryError, StorageUnavailable
 from payments.events import NormalizedEvent
 from recovery import metrics, state
-from recovery.errors import CredentialsRefused, ProviderUnavailable, RecoveryError
 from recovery.source import Page, Source
 
 logger = logging.getLogger("webhooks.recovery")

@@ -8,11 +8,10 @@ from urllib.parse import quote
 
 import orjson
 
-from errors import InvalidPayload
+from errors import InvalidPayload, ProviderUnavailable
 from payments.events import NormalizedEvent
 from providers import fields
 from providers.stripe import Stripe
-from recovery.errors import ProviderUnavailable
 from recovery.http import json_body
 from recovery.source import Page, Source, observation, recovered
 

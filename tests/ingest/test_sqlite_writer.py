@@ -25,7 +25,7 @@ def gone(pid: int) -> bool:
     """The process has exited (a zombie waiting to be reaped counts as exited)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the open and the read
         return True
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from errors import ProviderUnavailable
 from providers.stripe import _STATUS_BY_EVENT
-from recovery.errors import ProviderUnavailable
 from recovery.http import retry_after
 from recovery.stripe import PAYMENT_EVENT_TYPES
 from tests.recovery.conftest import Recoverer
