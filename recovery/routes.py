@@ -23,12 +23,17 @@ REFUSED = {
     "message": "GET /v1/payments/pay_014 was refused with 401: check RAZORPAY_KEY_ID and RAZORPAY_KEY_SECRET",
 }
 RECOVER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: PAYMENT_NOT_FOUND,
+    404: {
+        **PAYMENT_NOT_FOUND,
+        "description": "`payment_not_found`, `provider_not_configured`, or `recovery_not_supported` (the "
+        "provider has no API to read a payment back from: Standard Webhooks senders)",
+    },
     409: PAYMENT_AMBIGUOUS,
     502: {
         "model": ErrorBody,
-        "description": "`provider_credentials_refused` (the message names the setting) or "
-        "`provider_unavailable` (the provider kept answering 429 or 5xx, or could not be reached)",
+        "description": "`provider_credentials_refused` (the message names the setting), "
+        "`provider_unavailable` (the provider kept answering 429 or 5xx, or could not be reached) or "
+        "`recovery_failed` (reading the provider's API failed for another reason)",
         "content": {"application/json": {"example": {"error": REFUSED}}},
     },
 }

@@ -20,7 +20,7 @@ from tests.support import razorpay_delivery, razorpay_event
 
 TOKEN = "error-codes-token-0001"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-SAMPLES = {"provider": "razorpay", "payment_id": "pay_014", "event_id": "evt_auth_014"}
+SAMPLES = {"provider": "razorpay", "payment_id": "pay_014", "event_id": "evt_auth_014", "name": "console.css"}
 READ_CODES = {"unauthorized", "validation_error", "payment_not_found", "payment_ambiguous", "event_not_found"}
 
 
@@ -114,6 +114,11 @@ def test_every_route_with_a_trailing_slash_answers_without_a_redirect(client: Te
         for headers in ({}, AUTH):
             body, signed = razorpay_delivery(razorpay_event())
             response = client.request(method, path.rstrip("/") + "/", content=body, headers=headers | signed)
+            if path.startswith("/console/") and response.status_code == 303:
+                # The console's HTML pages send a browser without a session to sign in: a 303 to the
+                # console's own login page, never to a URL built from the request.
+                assert response.headers["location"].startswith("/console/login")
+                continue
             code = response.json()["error"]["code"] if response.status_code >= 400 else None
             answers[method, path + "/", bool(headers)] = (response.status_code, code)
 
