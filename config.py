@@ -38,6 +38,12 @@ PUBLISHED_SECRETS = frozenset(
         "whsec_manual_stripe_secret",  # docs/providers.md's recipes
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # ... also the Standard Webhooks specification's example
         "sk_test_manual_paystack_key",
+        "cf_manual_client_secret",
+        "cko_manual_webhook_secret",
+        "gc_manual_webhook_secret",
+        "mp_manual_webhook_secret",
+        "pdl_ntfset_manual_secret",
+        "sq_manual_signature_key",
         "8PT597110X687430LKGECATA",
         "old_secret",  # rotation examples
         "new_secret",

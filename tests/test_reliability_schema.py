@@ -47,6 +47,7 @@ def session() -> Iterator[requests.Session]:
 # and the check runs again.
 _NUMERIC_TIMES = "params.py: since/until also accept a bare number (pydantic reads it as a unix time)"
 _OPAQUE_CURSOR = "`after` is a cursor this server issued: a schema cannot say which strings are cursors"
+_SLASHED_IDS = "ids may hold '/': another method on /payments/{id}/recover reads the payment 'id/recover'"
 KNOWN_GAPS: dict[str, list[tuple[CheckFunction, str]]] = {
     "GET /payments/{payment_id}/events": [
         (checks.negative_data_rejection, _NUMERIC_TIMES),
@@ -56,11 +57,18 @@ KNOWN_GAPS: dict[str, list[tuple[CheckFunction, str]]] = {
         (checks.negative_data_rejection, _NUMERIC_TIMES),
         (checks.positive_data_acceptance, _OPAQUE_CURSOR),
     ],
+    # A payment id may hold "/" (docs/read-api.md), so `GET /payments/x/recover` is the state of the
+    # payment "x/recover", answered by its own route, not a 405 for the recover route's path.
+    "* /payments/{payment_id}/recover": [  # any method: the check sends the ones not documented
+        (checks.unsupported_method, _SLASHED_IDS),
+        (checks.allow_header_conformance, _SLASHED_IDS),
+    ],
 }
 
 
 def check_case(case: schemathesis.Case[Any], server: LoggedServer, session: requests.Session) -> None:
-    excluded = [check for check, _ in KNOWN_GAPS.get(f"{case.method.upper()} {case.path}", [])]
+    gaps = KNOWN_GAPS.get(f"{case.method.upper()} {case.path}", []) + KNOWN_GAPS.get(f"* {case.path}", [])
+    excluded = [check for check, _ in gaps]
     case.call_and_validate(
         base_url=server.url,
         session=session,
