@@ -57,6 +57,8 @@ class Relay:
         self._leading = False
         self._outage: str | None = None
         self._task: asyncio.Task[None] | None = None
+        # The outbox's one connection serves one call at a time.
+        self._turn = asyncio.Lock()
 
     def wake(self) -> None:
         """After a commit: there may be something to publish."""
@@ -82,7 +84,8 @@ class Relay:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self._disconnect()
-        await asyncio.to_thread(self._outbox.close)
+        async with self._turn:
+            await asyncio.to_thread(self._outbox.close)
 
     async def run(self) -> None:
         backoff = BACKOFF_FIRST_SECONDS
@@ -98,7 +101,8 @@ class Relay:
                 self._outage_begins(exc)
                 if isinstance(exc, SQLAlchemyError):
                     self._leading = False
-                    await asyncio.to_thread(self._outbox.close)
+                    async with self._turn:
+                        await asyncio.to_thread(self._outbox.close)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP_SECONDS)
                 continue
@@ -109,6 +113,10 @@ class Relay:
 
     async def publish_next(self) -> int:
         """Publish the next events after the cursor and move it; how many events (0: none waiting)."""
+        async with self._turn:
+            return await self._publish_next()
+
+    async def _publish_next(self) -> int:
         assert self._js is not None
         pending = await asyncio.to_thread(self._outbox.pending, limit=self._settings.forward_batch_max)
         if pending is None:
@@ -141,7 +149,8 @@ class Relay:
 
     async def _lead(self) -> bool:
         if not self._leading:
-            self._leading = await asyncio.to_thread(self._outbox.try_lead)
+            async with self._turn:
+                self._leading = await asyncio.to_thread(self._outbox.try_lead)
             if self._leading:
                 logger.info("relay: publishing to NATS stream %s", self._settings.nats_stream)
         return self._leading
