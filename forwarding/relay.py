@@ -179,10 +179,12 @@ class Relay:
                 logger.debug("closing the NATS connection: %s", type(exc).__name__)
 
     def _outage_begins(self, exc: BaseException) -> None:
-        _, reason = failure_reason(exc)
-        if self._outage != reason:
-            logger.warning("forwarding paused, events are stored and will be published later: %s", reason)
-            self._outage = reason
+        # One line per outage, with its first cause: not one per failed attempt, nor per event.
+        if self._outage is None:
+            self._outage = failure_reason(exc)[1]
+            logger.warning(
+                "forwarding paused, events are stored and will be published later: %s", self._outage
+            )
 
     def _outage_ends(self) -> None:
         if self._outage is not None:

@@ -74,10 +74,10 @@ async def _read(url: str, stream: str, subject: str) -> list[StreamMessage]:
         if expected == 0:
             return messages
         pull = await js.pull_subscribe(subject, stream=stream, config=None)
-        while True:
+        while len(messages) < expected:
             try:
-                batch = await pull.fetch(1000, timeout=1)
-            except nats.errors.TimeoutError:
+                batch = await pull.fetch(1000, timeout=2)
+            except TimeoutError:  # nats-py raises asyncio's or its own subclass of it
                 break
             for message in batch:
                 messages.append(
