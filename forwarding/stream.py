@@ -21,6 +21,7 @@ from forwarding.messages import Message
 logger = logging.getLogger("webhooks.forward")
 
 CONNECT_TIMEOUT_SECONDS: Final = 2.0
+FIRST_CONNECT_SECONDS: Final = 5.0
 # A batch whose acknowledgements have not all come back by then is published again (deduplicated).
 ACK_TIMEOUT_SECONDS: Final = 5.0
 
@@ -108,7 +109,10 @@ async def connect(settings: Settings) -> Client:
         options["user_credentials"] = settings.nats_creds_file
     if tls := _tls(settings):
         options["tls"] = tls
-    return await nats.connect(**options)
+    # Once connected, nats-py reconnects by itself; its first connection it would retry forever, so that
+    # is bounded here, and the relay tries again later.
+    async with asyncio.timeout(FIRST_CONNECT_SECONDS):
+        return await nats.connect(**options)
 
 
 async def ensure_stream(js: JetStreamContext, *, settings: Settings) -> None:
