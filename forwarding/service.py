@@ -34,5 +34,6 @@ class Forwarding:
             await self._relay.start()
 
     async def stop(self) -> None:
+        SCRAPE_COLLECTORS.pop("forward_backlog", None)
         if self._relay is not None:
             await self._relay.stop()
