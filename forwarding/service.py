@@ -1,18 +1,21 @@
 """Forwarding as the service process runs it: the relay in the background, the backlog on /metrics."""
 
+import asyncio
 from functools import partial
 
 from sqlalchemy import Engine
 
 from config import Settings
 from forwarding import metrics
+from forwarding.outbox import Outbox
 from forwarding.relay import Relay
 from ops.metrics import SCRAPE_COLLECTORS
 
 
 class Forwarding:
-    def __init__(self, relay: Relay | None) -> None:
+    def __init__(self, relay: Relay | None, outbox: Outbox) -> None:
         self._relay = relay
+        self._outbox = outbox
 
     @classmethod
     def configure(cls, engine: Engine, settings: Settings) -> "Forwarding | None":
@@ -23,7 +26,8 @@ class Forwarding:
             return None
         metrics.initialise()
         SCRAPE_COLLECTORS["forward_backlog"] = partial(metrics.Backlog, stream=settings.nats_stream)
-        return cls(Relay(engine, settings) if settings.forward_in_process else None)
+        relay = Relay(engine, settings) if settings.forward_in_process else None
+        return cls(relay, Outbox(engine, stream=settings.nats_stream, raw_body=False))
 
     def wake(self) -> None:
         if self._relay is not None:
@@ -32,6 +36,10 @@ class Forwarding:
     async def start(self) -> None:
         if self._relay is not None:
             await self._relay.start()
+            return
+        # The relay runs elsewhere: still, what this process stores from now on is to be published.
+        await asyncio.to_thread(self._outbox.start)
+        await asyncio.to_thread(self._outbox.close)
 
     async def stop(self) -> None:
         SCRAPE_COLLECTORS.pop("forward_backlog", None)
