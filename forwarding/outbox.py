@@ -199,11 +199,13 @@ class Outbox:
         with self.connection.begin():
             after = self.cursor()
             if not self._postgres:
+                start = after.event_row_id
+                newest = self.connection.execute(select(func.max(Event.id))).scalar_one()
+                if newest is not None and newest < start:
+                    # Retention deleted every row, so SQLite counts ids from 1 again: every row is new.
+                    start = 0
                 rows = self.connection.execute(
-                    event_columns(self._raw_body)
-                    .where(Event.id > after.event_row_id)
-                    .order_by(Event.id)
-                    .limit(limit)
+                    event_columns(self._raw_body).where(Event.id > start).order_by(Event.id).limit(limit)
                 ).all()
                 if not rows:
                     return None
