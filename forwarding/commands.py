@@ -10,7 +10,7 @@ from config import Settings
 from forwarding.messages import StoredEvent, event_message
 from forwarding.outbox import event_columns, stored_event
 from forwarding.relay import Relay
-from forwarding.stream import Outcomes, connect, ensure_stream, publish
+from forwarding.stream import Outcomes, Publisher, connect, ensure_stream
 from models import Event
 
 REPUBLISH_CHUNK = 1000
@@ -48,15 +48,15 @@ async def republish(engine: Engine, settings: Settings, *, since: datetime, prov
     client = await connect(settings)
     total = Outcomes()
     try:
-        js = client.jetstream()
-        await ensure_stream(js, settings=settings)
+        await ensure_stream(client.jetstream(), settings=settings)
+        publisher = Publisher(client)
         after = 0
         while events := await asyncio.to_thread(
             _chunk, engine, settings, since=since, provider=provider, after=after
         ):
             after = events[-1].row_id
             messages = [event_message(event, prefix=settings.nats_subject_prefix) for event in events]
-            outcomes = await publish(js, messages, stream=settings.nats_stream)
+            outcomes = await publisher.publish(messages, stream=settings.nats_stream)
             total.published.update(outcomes.published)
             total.duplicate.update(outcomes.duplicate)
             total.failures.extend(outcomes.failures)

@@ -3,6 +3,7 @@ settings forwarding can rely on, and publishing a batch of messages that counts 
 """
 
 import asyncio
+import itertools
 import logging
 import ssl
 from collections import Counter
@@ -10,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import nats
+import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from config import Settings
 from forwarding.messages import Message
@@ -131,30 +134,66 @@ async def ensure_stream(js: JetStreamContext, *, settings: Settings) -> None:
     check_stream(info.config, settings=settings)
 
 
-async def publish(js: JetStreamContext, messages: list[Message], *, stream: str) -> Outcomes:
-    """Publish `messages` pipelined, in order, and wait for every acknowledgement. A duplicate
-    acknowledgement (the stream had that Nats-Msg-Id) counts as published. (One request per message:
-    nats-py's publish_async loses the stream's refusals, which then look like timeouts.)"""
-    outcomes = Outcomes()
-    # Tasks start in the order they are created, so the messages are sent in order.
-    acks = await asyncio.gather(
-        *(
-            js.publish(
-                message.subject,
-                message.payload,
-                timeout=ACK_TIMEOUT_SECONDS,
-                stream=stream,
-                headers=dict(message.headers),
-            )
-            for message in messages
-        ),
-        return_exceptions=True,
-    )
-    for message, ack in zip(messages, acks, strict=True):
-        if isinstance(ack, BaseException):
-            outcomes.failures.append((message.kind, ack))
-        elif ack.duplicate:
-            outcomes.duplicate[message.kind] += 1
+class StreamRefused(Exception):
+    """The stream answered a publish with an error (full, wrong stream, ...): its description."""
+
+
+class Publisher:
+    """Acknowledged publishing on one connection: each message goes out with a reply subject under an
+    inbox of ours, and counts once the stream's acknowledgement arrives there. Measured about six
+    times the rate of nats-py's JetStream publish (one request each), whose pipelined variant loses
+    the stream's refusals (they surface as timeouts)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._inbox = ""
+        self._pending: dict[str, asyncio.Future[Msg]] = {}
+        self._sent = itertools.count()
+
+    async def publish(self, messages: list[Message], *, stream: str) -> Outcomes:
+        """Publish `messages` in order and wait for every acknowledgement. A duplicate acknowledgement
+        (the stream had that Nats-Msg-Id) counts as published."""
+        if not self._inbox:
+            self._inbox = self._client.new_inbox()
+            await self._client.subscribe(f"{self._inbox}.*", cb=self._acknowledged)
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[str, asyncio.Future[Msg]]] = []
+        outcomes = Outcomes()
+        try:
+            for message in messages:
+                reply = f"{self._inbox}.{next(self._sent)}"
+                future: asyncio.Future[Msg] = loop.create_future()
+                self._pending[reply] = future
+                waiting.append((reply, future))
+                headers = {**message.headers, "Nats-Expected-Stream": stream}
+                await self._client.publish(message.subject, message.payload, reply=reply, headers=headers)
+            async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
+                await asyncio.gather(*(future for _, future in waiting))
+        except (TimeoutError, nats.errors.Error) as exc:
+            unanswered = [m for m, (_, future) in zip(messages, waiting, strict=False) if not future.done()]
+            outcomes.failures.extend((message.kind, exc) for message in unanswered or messages[:1])
+            return outcomes
+        finally:
+            for reply, _ in waiting:
+                self._pending.pop(reply, None)
+        for message, (_, future) in zip(messages, waiting, strict=True):
+            self._count(outcomes, message.kind, future.result())
+        return outcomes
+
+    @staticmethod
+    def _count(outcomes: Outcomes, kind: str, ack: Msg) -> None:
+        if ack.headers and ack.headers.get("Status") == "503":
+            outcomes.failures.append((kind, NoStreamResponseError()))
+            return
+        answer = orjson.loads(ack.data)
+        if "error" in answer:
+            outcomes.failures.append((kind, StreamRefused(answer["error"].get("description", "refused"))))
+        elif answer.get("duplicate"):
+            outcomes.duplicate[kind] += 1
         else:
-            outcomes.published[message.kind] += 1
-    return outcomes
+            outcomes.published[kind] += 1
+
+    async def _acknowledged(self, ack: Msg) -> None:
+        future = self._pending.pop(ack.subject, None)
+        if future is not None and not future.done():
+            future.set_result(ack)

@@ -2,6 +2,7 @@
 than one already published. The relay must neither skip it nor publish anything uncommitted."""
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -60,6 +61,17 @@ def published(outbox: Outbox) -> list[str]:
     return order
 
 
+def published_at_least(outbox: Outbox, count: int, deadline_s: float = 10.0) -> list[str]:
+    """Drain until `count` events came out. The horizon is the server's oldest running transaction, in
+    any database: other work on a shared test server can hold it back for a moment."""
+    order: list[str] = []
+    deadline = time.monotonic() + deadline_s
+    while len(order) < count and time.monotonic() < deadline:
+        order.extend(published(outbox))
+        time.sleep(0.02)  # polling the horizon, not a wait for a race
+    return order + published(outbox)
+
+
 def test_a_batch_committing_late_with_a_lower_id_is_published_not_skipped(
     engine: Engine, settings: Settings
 ) -> None:
@@ -75,7 +87,7 @@ def test_a_batch_committing_late_with_a_lower_id_is_published_not_skipped(
         # Here nothing is published while a transaction that began earlier is still open.
         assert published(outbox) == []
         late.commit()
-    assert published(outbox) == ["evt_late", "evt_early"]
+    assert published_at_least(outbox, 2) == ["evt_late", "evt_early"]
     assert published(outbox) == []
     outbox.close()
 
@@ -89,7 +101,7 @@ def test_a_rolled_back_batch_is_never_published(engine: Engine) -> None:
         with committed.begin():
             insert_event(committed, "evt_committed")
         rolled_back.rollback()
-    assert published(outbox) == ["evt_committed"]
+    assert published_at_least(outbox, 1) == ["evt_committed"]
     outbox.close()
 
 
@@ -109,7 +121,12 @@ def test_the_relay_publishes_the_interleaving_exactly_once(
                     insert_event(early, "evt_early")
                 while_open = await relay.publish_next()
                 late.commit()
-            return while_open, await relay.publish_next(), await relay.publish_next()
+            after_commit = 0
+            deadline = time.monotonic() + 10
+            while after_commit < 2 and time.monotonic() < deadline:
+                after_commit += await relay.publish_next()
+                await asyncio.sleep(0.02)  # polling the horizon (see published_at_least)
+            return while_open, after_commit, await relay.publish_next()
         finally:
             await relay.stop()
 
