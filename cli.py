@@ -4,16 +4,20 @@ Each command is one function registered in `build_parser()`: add a subparser, po
 """
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from config import get_settings
+from config import Settings, get_settings
 from database import make_engine
+from forwarding import commands as forwarding_commands
+from forwarding import outbox
+from forwarding.stream import StreamMismatch
 from models import Payment
 from ops import retention
 from payments import projection
@@ -96,6 +100,111 @@ def _at_least_one(value: str) -> int:
     return int(value)
 
 
+def _forwarding_settings(command: str) -> Settings | None:
+    settings = get_settings()
+    if not settings.nats_url:
+        print(f"{command}: NATS_URL is not set: forwarding is off", file=sys.stderr)
+        return None
+    return settings
+
+
+def relay(_: argparse.Namespace) -> int:
+    """Run the relay alone (FORWARD_IN_PROCESS=false on the service), until SIGTERM or Ctrl+C."""
+    settings = _forwarding_settings("relay")
+    if settings is None:
+        return 2
+    engine = make_engine(settings)
+    try:
+        asyncio.run(forwarding_commands.run_relay(engine, settings))
+    except StreamMismatch as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
+def forward_status(_: argparse.Namespace) -> int:
+    """The backlog, the last published event and who publishes now."""
+    settings = get_settings()
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            status = outbox.status(connection, stream=settings.nats_stream)
+            holder = outbox.holder(connection, stream=settings.nats_stream)
+    finally:
+        engine.dispose()
+    if status.cursor is None:
+        print(f"stream {settings.nats_stream}: forwarding has never run on this database")
+        return 0
+    oldest = _when(status.oldest_unpublished)
+    updated = _when(status.updated_at)
+    print(f"stream:              {settings.nats_stream}")
+    print(f"lag:                 {status.lag_events} events (oldest unpublished: {oldest})")
+    print(f"published:           {status.events_published} events, cursor moved {updated}")
+    print(f"last published row:  {status.cursor.event_row_id}")
+    if engine.dialect.name == "postgresql":
+        print(f"relay holder:        {holder or 'none (no relay is publishing)'}")
+    return 0
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def republish(args: argparse.Namespace) -> int:
+    """Publish again the events received since --since (optionally one provider's)."""
+    settings = _forwarding_settings("republish")
+    if settings is None:
+        return 2
+    engine = make_engine(settings)
+    try:
+        outcomes = asyncio.run(
+            forwarding_commands.republish(engine, settings, since=args.since, provider=args.provider)
+        )
+    except StreamMismatch as exc:
+        print(f"republish: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(
+        f"republished {outcomes.published.total()} events "
+        f"({outcomes.duplicate.total()} already in the stream's duplicate window)"
+    )
+    if outcomes.failures:
+        print(f"republish: stopped: {type(outcomes.failures[0][1]).__name__}; run it again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _utc_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def add_forwarding_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    commands.add_parser(
+        "relay",
+        help="publish stored events to NATS (when the service runs with FORWARD_IN_PROCESS=false)",
+        description="Run forwarding's relay alone. Several may run: one publishes, the others take over.",
+    ).set_defaults(handler=relay)
+    commands.add_parser(
+        "forward-status", help="forwarding's backlog, last published event and relay holder"
+    ).set_defaults(handler=forward_status)
+    command = commands.add_parser(
+        "republish",
+        help="publish stored events to NATS again, with their own message ids",
+        description="Publish again the events received since --since (UTC when no offset is given). Within "
+        "the stream's duplicate window the stream takes each once; beyond it they are stored again.",
+    )
+    command.add_argument("--since", type=_utc_time, required=True, help="e.g. 2026-12-01 or 2026-12-01T10:00")
+    command.add_argument("--provider", help="only this provider's events")
+    command.set_defaults(handler=republish)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -109,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(handler=rebuild_payments)
     add_purge_command(commands)
     recovery_command.add_command(commands)
+    add_forwarding_commands(commands)
     return parser
 
 

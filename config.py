@@ -186,6 +186,24 @@ class Settings(BaseSettings):
     console_session_secret: str | None = Field(default=None, min_length=32)
     console_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
 
+    # Forwarding to NATS JetStream (forwarding/): off while NATS_URL is unset.
+    nats_url: str | None = None
+    nats_stream: str = Field(default="PAYMENTS", pattern=r"^[A-Za-z0-9_-]+$")
+    nats_subject_prefix: str = Field(default="payments", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    # nats-py's own options: a .creds file (NGS / decentralised auth), or user and password (in
+    # NATS_URL), and TLS with a CA and an optional client certificate.
+    nats_creds_file: str | None = None
+    nats_tls_ca_file: str | None = None
+    nats_tls_cert_file: str | None = None
+    nats_tls_key_file: str | None = None
+    # How long the stream remembers a Nats-Msg-Id: a re-publish after a crash must come within it.
+    nats_duplicate_window_seconds: int = Field(default=3600, ge=10)
+    forward_raw_body: bool = False
+    # The relay runs in the service process; false when `python -m cli relay` runs it elsewhere.
+    forward_in_process: bool = True
+    forward_batch_max: int = Field(default=1000, ge=1)
+    forward_poll_seconds: float = Field(default=2.0, gt=0)
+
     @field_validator(
         "razorpay_webhook_secret",
         "stripe_webhook_secret",

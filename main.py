@@ -22,6 +22,7 @@ from config import Settings, get_settings
 from console import routes as console
 from database import make_engine
 from errors import ApiError
+from forwarding.service import Forwarding
 from ingest.sinks import make_sinks
 from ingest.store import EventWriter
 from ops import metrics, migrate, telemetry
@@ -42,13 +43,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_engine(settings)
     # Alembic owns the schema: pending migrations are applied once even when workers start together.
     await run_in_threadpool(migrate.prepare_schema, settings)
+    # Forwarding to NATS (off without NATS_URL): the relay is woken after each commit.
+    forwarding = Forwarding.configure(engine, settings)
     writer = EventWriter(
         make_sinks(engine, settings),
         batch_max=settings.write_batch_max,
         queue_max=settings.write_queue_max,
         timeout=settings.store_timeout_seconds,
+        on_commit=forwarding.wake if forwarding else None,
     )
     await writer.start()
+    if forwarding:
+        await forwarding.start()
     app.state.settings = settings
     app.state.engine = engine
     app.state.reader = Reader(
@@ -81,6 +87,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.recovery.stop()
         await writer.stop()
+        if forwarding:
+            await forwarding.stop()
         await app.state.reader.close()
         engine.dispose()
         stop_logging()

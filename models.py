@@ -15,7 +15,9 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    event,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -128,3 +130,88 @@ class RecoveryState(Base):
     high_water_mark: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
+
+
+# --- forwarding to NATS (forwarding/): the events table is the outbox --------------------------------
+
+# PostgreSQL assigns event ids from a sequence before commit, so ids are not commit order when batches
+# commit concurrently. Each statement that inserts events therefore records its new ids, with its
+# transaction id, in forward_batches (a trigger, so every writer is covered). The relay publishes
+# batches whose transaction id is below the oldest transaction still running: those batches are final,
+# and any batch committed later has a greater transaction id, so nothing is skipped. The trigger records
+# only once forwarding has been started (a forward_cursor row exists). SQLite has one writer at a time,
+# so its ids are commit order and the relay reads the events table by id.
+FORWARD_TRIGGER_DDL: tuple[str, ...] = (
+    """
+    CREATE OR REPLACE FUNCTION forward_record_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM forward_cursor) THEN
+            INSERT INTO forward_batches (txid, event_ids, recorded_at)
+            SELECT pg_current_xact_id()::text::bigint, array_agg(id ORDER BY id), now()
+            FROM new_events HAVING count(*) > 0;
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE OR REPLACE TRIGGER webhook_events_forward AFTER INSERT ON webhook_events
+    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION forward_record_batch()
+    """,
+)
+FORWARD_TRIGGER_DROP: tuple[str, ...] = (
+    "DROP TRIGGER IF EXISTS webhook_events_forward ON webhook_events",
+    "DROP FUNCTION IF EXISTS forward_record_batch()",
+)
+EventIds = ARRAY(BigInteger).with_variant(JSON(), "sqlite")
+
+
+class ForwardBatch(Base):
+    """One statement's new events, by transaction (PostgreSQL only; see FORWARD_TRIGGER_DDL). Rows at or
+    before the relay's cursor are deleted as the cursor moves, so the table stays small."""
+
+    __tablename__ = "forward_batches"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    txid: Mapped[int] = mapped_column(BigInteger)
+    event_ids: Mapped[list[int]] = mapped_column(EventIds)
+    recorded_at: Mapped[UTC_TIME]
+
+    __table_args__ = (Index("ix_forward_batches_txid_seq", "txid", "seq"),)
+
+
+class ForwardCursor(Base):
+    """The relay's durable position, one row per stream: everything up to it is in the stream. On
+    PostgreSQL the position is (txid, seq) of forward_batches; on SQLite the last event row id."""
+
+    __tablename__ = "forward_cursor"
+
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    event_row_id: Mapped[int] = mapped_column(BigInteger)
+    events_published: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[UTC_TIME]
+
+
+class ForwardPaymentState(Base):
+    """Each payment's status as published on payments.state.*, moved in the same transaction as the
+    cursor: a state message is published when an event changes it (payments.fold.status_order)."""
+
+    __tablename__ = "forward_payment_states"
+
+    provider: Mapped[Str32] = mapped_column(primary_key=True)
+    payment_id: Mapped[Str255] = mapped_column(primary_key=True)
+    status: Mapped[str | None] = mapped_column(String(32))
+    status_rank: Mapped[int]
+    status_occurred_at: Mapped[UTC_TIME]
+    status_event_row_id: Mapped[int] = mapped_column(BigInteger)
+
+
+def _create_forward_trigger(target: Any, connection: Any, **_: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        for statement in FORWARD_TRIGGER_DDL:
+            connection.exec_driver_sql(statement)
+
+
+# create_all (tests, a fresh schema without Alembic) gets the trigger as the migration makes it.
+event.listen(Event.__table__, "after_create", _create_forward_trigger)

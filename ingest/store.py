@@ -13,7 +13,7 @@ one delivery's events.
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from errors import SignatureReused, StorageUnavailable
@@ -35,8 +35,19 @@ class EventWriter:
     sinks (PostgreSQL) keep several transactions in flight, so a batch waiting for its commit's
     fsync does not hold up the next one."""
 
-    def __init__(self, sinks: Sequence[Sink], *, batch_max: int, queue_max: int, timeout: float) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        *,
+        batch_max: int,
+        queue_max: int,
+        timeout: float,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._sinks = sinks
+        # Called after each batch that stored a new event (forwarding's relay: there is something to
+        # publish). It must not block: it runs on the event loop, between the commit and the answers.
+        self._on_commit = on_commit
         self._batch_max = batch_max
         self._queue_max = queue_max
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
@@ -104,6 +115,8 @@ class EventWriter:
                 batch.append(item)  # type: ignore[arg-type]
                 size += len(batch[-1][0])
             outcomes = await self._write(sink, batch)
+            if self._on_commit is not None and True in outcomes:
+                self._on_commit()
             start = 0
             for events, future in batch:
                 mine, start = outcomes[start : start + len(events)], start + len(events)

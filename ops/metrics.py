@@ -8,7 +8,7 @@ files that /metrics adds up, so a scrape sees every worker's deliveries whicheve
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Final
 
@@ -101,6 +101,11 @@ class _Readiness(Collector):
         yield GaugeMetricFamily("webhook_storage_ready", "1 when the database answers, else 0", value=ready)
 
 
+# Collectors asked at scrape time beside readiness, each made for the app's engine (forwarding's
+# backlog registers one when NATS_URL is set).
+SCRAPE_COLLECTORS: Final[dict[str, Callable[[Engine], Collector]]] = {}
+
+
 class _Forward(Collector):
     """The process-wide registry (single-process mode), inside the per-scrape registry."""
 
@@ -115,5 +120,7 @@ def exposition(*, engine: Engine, accept: str) -> tuple[bytes, str]:
     else:
         registry.register(_Forward())
     registry.register(_Readiness(engine))
+    for make_collector in SCRAPE_COLLECTORS.values():
+        registry.register(make_collector(engine))
     encoder, content_type = choose_encoder(accept)
     return encoder(registry), content_type

@@ -50,6 +50,12 @@ def _rank(status: str | None) -> int:
     return NO_STATUS_RANK if status is None else STATUS_RANK.get(status, NO_STATUS_RANK)
 
 
+def status_order(row_id: int, event: EventFacts) -> tuple[int, datetime, int]:
+    """Which of two events sets a payment's status: the greater (rank, occurred_at, row id). The fold
+    below, and the state messages forwarded to NATS (forwarding/states.py), both follow it."""
+    return (_rank(event.status), event.occurred_at, row_id)
+
+
 def fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
     """One projection row per payment in `stored` ((row id, event) pairs of newly stored events)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -57,7 +63,7 @@ def fold(stored: Iterable[tuple[int, EventFacts]]) -> list[dict[str, Any]]:
         if event.payment_id is None:
             continue
         key = (event.provider, event.payment_id)
-        order = (_rank(event.status), event.occurred_at, row_id)
+        order = status_order(row_id, event)
         row = rows.setdefault(
             key,
             {
