@@ -59,9 +59,11 @@ def _payment_row(events: list[Row], rank_of: Callable[[str | None], int]) -> Row
 
 
 def _batches(*, events: int, tag: str, first_id: int) -> Iterator[tuple[list[Row], list[Row]]]:
-    from payments.events import (
-        status_rank,  # the repository's own ranking, so the projection agrees with ours
-    )
+    # The repository's own ranking, so the projection agrees with ours.
+    from payments.events import NO_STATUS_RANK, STATUS_RANK
+
+    def status_rank(status: str | None) -> int:
+        return NO_STATUS_RANK if status is None else STATUS_RANK[status]
 
     received = datetime.now(UTC)
     base = int(received.timestamp()) - events - 60  # every event happened before it was received
