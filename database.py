@@ -1,8 +1,8 @@
 """Engines and sessions for SQLite (default) and PostgreSQL, and the settings every connection gets.
 
 The service talks to each database through one driver: psycopg for PostgreSQL (SQLAlchemy's engine on
-threads, and psycopg's asynchronous connections for the writer's batches and the history's reads on the
-event loop), sqlite3 for SQLite. Reads are run by `api.reader.Reader`; batches by the sinks in `ingest.sinks`.
+threads, and psycopg's asynchronous connections for the writer's batches on the event loop), sqlite3
+for SQLite. Reads are run by `api.reader.Reader`; batches by the sinks in `ingest.sinks`.
 """
 
 from collections.abc import Callable
@@ -79,25 +79,13 @@ async def connect_async(
     engine: Engine, *, connect_timeout: int, statement_timeout_ms: int
 ) -> "psycopg.AsyncConnection[Any]":
     """psycopg's asynchronous connection to the engine's PostgreSQL database, for the writer's batches,
-    which run on the event loop."""
-    conninfo, kwargs = async_connect_args(
-        engine, connect_timeout=connect_timeout, statement_timeout_ms=statement_timeout_ms
+    which run on the event loop. In autocommit mode: each batch is one statement, its own transaction."""
+    return await psycopg.AsyncConnection.connect(
+        engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+        connect_timeout=connect_timeout,
+        options=f"-c statement_timeout={statement_timeout_ms}",
+        autocommit=True,
     )
-    return await psycopg.AsyncConnection.connect(conninfo, **kwargs)
-
-
-def async_connect_args(
-    engine: Engine, *, connect_timeout: int, statement_timeout_ms: int
-) -> tuple[str, dict[str, Any]]:
-    """What psycopg's asynchronous connections to the engine's database open with (the writer's, and
-    the history's pool): the engine's URL and the engine's timeouts. In autocommit mode: each batch and
-    each read is one statement, its own transaction."""
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return conninfo, {
-        "connect_timeout": connect_timeout,
-        "options": f"-c statement_timeout={statement_timeout_ms}",
-        "autocommit": True,
-    }
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

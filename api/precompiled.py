@@ -30,6 +30,7 @@ class PrecompiledSelect:
         compiled = stmt.compile(dialect=compile_for(dialect))
         self.sql = str(compiled)
         self._compiled = compiled
+        self._positions: list[str] | None = compiled.positiontup  # the parameters' order, when positional
         self._binds: Binds = [
             (name, bind.type.dialect_impl(dialect).bind_processor(dialect))
             for name, bind in compiled.binds.items()
@@ -53,10 +54,17 @@ class PrecompiledSelect:
         cursor.execute(self.sql, self.bound(values))
         return self.converted(cursor.fetchall())
 
-    async def fetch(self, cursor: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """The same on psycopg's asynchronous cursor, prepared on the server from the first run."""
-        await cursor.execute(self.sql, self.bound(values), prepare=True)
-        return self.converted(await cursor.fetchall())
+    async def fetch(self, connection: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The same on an asyncpg connection, for a statement compiled for asyncpg's dialect: its
+        parameters go by position ($1, $2, ...)."""
+        rows = await connection.fetch(self.sql, *self.positional(values))
+        return self.converted([tuple(row) for row in rows])
+
+    def positional(self, values: Mapping[str, Any]) -> list[Any]:
+        """`bound(values)` in the order of the statement's positional parameters ($1, $2, ...)."""
+        assert self._positions is not None, "compiled for a dialect with named parameters"
+        bound = self.bound(values)
+        return [bound[name] for name in self._positions]
 
     def converted(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if not self._converting:

@@ -176,8 +176,8 @@ def test_any_request_gets_the_same_answer_from_both(
 
 
 def test_the_history_reads_with_libpq_parameters_in_the_database_url(database_url: str) -> None:
-    """DATABASE_URL may carry libpq's own parameters (connect_timeout, application_name): the history's
-    pooled connections take them as the engine's do."""
+    """DATABASE_URL may carry libpq's own parameters, which psycopg applies; the history's asyncpg
+    connections leave out those it would send the server as unknown settings."""
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's URL parameters")
     url = f"{database_url}?connect_timeout=5&application_name=webhooks"

@@ -2,9 +2,11 @@
 answers from an index in the order it needs (no sort, no OFFSET, no COUNT). The queries checked are
 the ones the routes really send, captured on the app's engine, then explained. Both databases."""
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
@@ -26,15 +28,14 @@ def statements(client: TestClient) -> Iterator[list[tuple[str, Any]]]:
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         seen.append((statement, parameters))
 
-    # The history runs precompiled on the driver's own connections, past the engine's events (sqlite3's
-    # cursor, psycopg's pool): recorded here, with the parameters as sent.
+    # The history runs precompiled on the driver's cursor, past the engine's events: recorded here.
     def execute(select: PrecompiledSelect, cursor: Any, values: Any) -> Any:
         seen.append((select.sql, select.bound(values)))
         return precompiled_execute(select, cursor, values)
 
-    async def fetch(select: PrecompiledSelect, cursor: Any, values: Any) -> Any:
-        seen.append((select.sql, select.bound(values)))
-        return await precompiled_fetch(select, cursor, values)
+    async def fetch(select: PrecompiledSelect, connection: Any, values: Any) -> Any:
+        seen.append((select.sql, select.positional(values)))  # a list: asyncpg's $1, $2, ...
+        return await precompiled_fetch(select, connection, values)
 
     event.listen(engine, "before_cursor_execute", capture)
     with pytest.MonkeyPatch.context() as patch:
@@ -49,6 +50,8 @@ precompiled_fetch = PrecompiledSelect.fetch
 
 
 def plan(engine: Engine, statement: str, parameters: Any) -> str:
+    if isinstance(parameters, list):  # sent by asyncpg (PostgreSQL's history): explained through it
+        return asyncio.run(plan_asyncpg(engine, statement, parameters))
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             # A test table is tiny, where a sequential scan is cheapest; forbidding it asks whether an
@@ -59,6 +62,17 @@ def plan(engine: Engine, statement: str, parameters: Any) -> str:
         else:
             rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
         return "\n".join(str(row[-1]) for row in rows)
+
+
+async def plan_asyncpg(engine: Engine, statement: str, arguments: list[Any]) -> str:
+    connection = await asyncpg.connect(engine.url.set(drivername="postgresql").render_as_string(False))
+    try:
+        await connection.execute("SET enable_seqscan = off")
+        await connection.execute("SET enable_bitmapscan = off")
+        rows = await connection.fetch("EXPLAIN " + statement, *arguments)
+    finally:
+        await connection.close()
+    return "\n".join(str(row[0]) for row in rows)
 
 
 @pytest.mark.parametrize(

@@ -1,44 +1,56 @@
-"""The history's connections on PostgreSQL (psycopg_pool, through `Reader`) are lent first come, first
-served: a request that arrives as one is returned does not take it from a request already waiting."""
+"""The history's connections are lent first come, first served (database.Slots): a request that
+arrives as one is returned does not take it from a request already waiting."""
 
 import asyncio
 
 import pytest
 
-from api.reader import Reader
-from database import make_engine
-from tests.conftest import make_settings
+from api.reader import Slots
 
 
-def test_a_returned_connection_goes_to_the_longest_waiter_not_to_a_newcomer(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite's history runs on the loop's one connection: there is no pool")
-    engine = make_engine(make_settings(database_url))
-
+def test_a_returned_connection_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
     async def run() -> list[str]:
-        reader = Reader(engine, threads=1)
-        assert reader.pool is not None
-        await reader.pool.open(wait=True)
+        slots = Slots(["connection"])
         served: list[str] = []
-        try:
-            held = await reader.pool.getconn()
+        held = await slots.take()
 
-            async def request(name: str) -> None:
-                async with reader.pool.connection() as _connection:  # type: ignore[union-attr]
-                    served.append(name)
+        async def request(name: str) -> None:
+            item = await slots.take()
+            served.append(name)
+            slots.give(item)
 
-            waiting = asyncio.create_task(request("waiting"))
-            await asyncio.sleep(0.05)  # it is now waiting for the one connection
-            # A new request, already scheduled when the connection comes back: it runs before the
-            # waiter wakes up, as a request whose bytes arrived meanwhile does.
-            newcomer = asyncio.create_task(request("newcomer"))
-            await reader.pool.putconn(held)
-            await asyncio.wait_for(asyncio.gather(waiting, newcomer), timeout=5)
-        finally:
-            await reader.close()
+        waiting = asyncio.create_task(request("waiting"))
+        await asyncio.sleep(0)  # it is now waiting for the one connection
+        # A new request, already scheduled when the connection comes back: it runs before the waiter
+        # wakes up, as a request whose bytes arrived meanwhile does.
+        newcomer = asyncio.create_task(request("newcomer"))
+        slots.give(held)
+        await asyncio.gather(waiting, newcomer)
         return served
 
-    try:
-        assert asyncio.run(run()) == ["waiting", "newcomer"]
-    finally:
-        engine.dispose()
+    assert asyncio.run(run()) == ["waiting", "newcomer"]
+
+
+def test_a_cancelled_waiter_passes_on_what_it_was_handed() -> None:
+    async def run() -> str:
+        slots = Slots(["connection"])
+        held = await slots.take()
+        first = asyncio.create_task(slots.take())
+        second = asyncio.create_task(slots.take())
+        await asyncio.sleep(0)
+        slots.give(held)  # handed to `first`...
+        first.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await asyncio.wait_for(second, timeout=5)
+
+    assert asyncio.run(run()) == "connection"
+
+
+def test_drain_takes_only_what_is_not_lent() -> None:
+    async def run() -> list[str]:
+        slots = Slots(["a", "b"])
+        await slots.take()
+        return slots.drain()
+
+    assert asyncio.run(run()) == ["b"]
