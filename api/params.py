@@ -108,6 +108,12 @@ StatusFilter = Annotated[
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page, 1 to 1000", examples=[100])]
 
 
+def provider_choice(description: str) -> object:
+    """A `provider` query parameter that picks one provider's payment (the state route, the recover
+    route): each route says in `description` when it is needed."""
+    return Query(max_length=32, pattern=PROVIDER_NAME, description=description, examples=["razorpay"])
+
+
 def cursor_param(example: str) -> object:
     return Query(
         max_length=200,

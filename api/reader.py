@@ -31,9 +31,9 @@ S = TypeVar("S")
 class Slots(Generic[S]):
     """A fixed set of things (connections) lent out first come, first served: a returned one goes
     straight to the longest waiter. With an asyncio.Queue, a request arriving between the return and
-    the waiter's wake-up took it first, and the waiter went back to the end of the line. Measured on
-    PostgreSQL's history (1,000 events, 32 connections, 2 interleaved rounds): p99 11.5-16.0 ms with
-    10 connections and 38.7-48.8 ms with 4 through a queue, 6.7-7.2 ms and 6.3-8.7 ms through this."""
+    the waiter's wake-up took it first, and the waiter went back to the end of the line, which showed
+    in the history's p99 (BENCHMARKS.md). asyncpg's own pool hands out through a LifoQueue, the same
+    unfair hand-over."""
 
     def __init__(self, items: list[S]) -> None:
         self._free: deque[S] = deque(items)
@@ -72,15 +72,15 @@ class Reader:
     """Runs the read API's database work without blocking the event loop.
 
     Routes that use a Session or a connection hand their work to threads of the reader's own, one
-    hand-off per request to a plain executor (anyio's thread pool, FastAPI's default, measured at
-    several times the cost of the query it ran); as many threads as the pool has connections, so a
+    hand-off per request to a plain executor (anyio's thread pool, FastAPI's default, cost several
+    times the query it ran); as many threads as the pool has connections, so a
     thread never waits for one.
 
     Precompiled statements (a payment's history, api/precompiled.py) run on the event loop itself: the
-    hand-off to a thread and back measured as half of such a read's latency (history p99 at 32
-    connections 17-21 ms through a thread, 7-9 ms on SQLite without). On PostgreSQL they use asyncpg's
-    connections (measured at about a third of psycopg's client CPU a read), up to `threads` of
-    them, opened on first use and replaced after any error.
+    hand-off to a thread and back was about half of such a read's latency. On PostgreSQL they use
+    asyncpg's connections, whose client CPU a read is well under psycopg's (BENCHMARKS.md: psycopg's
+    pool was tried and missed the history's p99 target), up to `threads` of them, opened on first use
+    and replaced after any error.
     On SQLite they run on one connection of the loop's own: in WAL mode a reader never waits for the
     writer, and an indexed page of history is tens of microseconds of work. Its busy timeout is zero,
     so the rare moment SQLite cannot start a read at once (recovering after a crash) is answered 503
@@ -94,7 +94,7 @@ class Reader:
         self.sessionmaker = make_sessionmaker(engine)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reader")
         # What the precompiled reads are compiled for: on PostgreSQL asyncpg's dialect, since they run on
-        # asyncpg's connections (measured: 28-34 us of client CPU a history read, psycopg's 100-115).
+        # asyncpg's connections.
         postgres = engine.dialect.name == "postgresql"
         self.dialect: Dialect = PGDialect_asyncpg() if postgres else engine.dialect  # type: ignore[no-untyped-call]
         self._connect = partial(

@@ -30,7 +30,6 @@ from api import paging
 from api.auth import bearer_token, check_token, require_token
 from api.hot_routes import HotRoute
 from api.params import (
-    PROVIDER_NAME,
     EventId,
     EventTypeFilter,
     FeedAfter,
@@ -44,6 +43,7 @@ from api.params import (
     ProviderFilter,
     ProviderName,
     StatusFilter,
+    provider_choice,
 )
 from api.precompiled import PrecompiledSelect
 from api.reader import Reader
@@ -289,13 +289,7 @@ async def payment_state(
     request: Request,
     payment_id: PaymentId,
     provider: Annotated[
-        str | None,
-        Query(
-            max_length=32,
-            pattern=PROVIDER_NAME,
-            description="The provider, needed only when the same id exists at more than one",
-            examples=["razorpay"],
-        ),
+        str | None, provider_choice("The provider, needed only when the same id exists at more than one")
     ] = None,
 ) -> Payment:
     """The status follows the documented lifecycle: a late, older or lower-ranked event never moves it

@@ -4,11 +4,11 @@ an observation (through EventWriter.store, like any delivery) and answer the sta
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from api.auth import require_token
-from api.params import PROVIDER_NAME, PaymentId
+from api.params import PaymentId, provider_choice
 from api.reads import in_session
 from errors import PaymentAmbiguous, PaymentNotFound, ProviderNotConfigured, RecoveryNotSupported
 from models import Payment
@@ -51,12 +51,7 @@ async def recover_payment(
     payment_id: PaymentId,
     provider: Annotated[
         str | None,
-        Query(
-            max_length=32,
-            pattern=PROVIDER_NAME,
-            description="The payment's provider; needed for a payment this service has never seen",
-            examples=["razorpay"],
-        ),
+        provider_choice("The payment's provider; needed for a payment this service has never seen"),
     ] = None,
 ) -> Payment:
     """The provider's answer is stored as an event (`origin: recovery`) and folded like any other, so
