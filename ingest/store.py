@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from errors import SignatureReused, StorageUnavailable
+from ingest import deadlines
 from ingest.batch import Outcome
 from ingest.sinks import RelayedError, Sink
 from payments.events import NormalizedEvent
@@ -92,7 +93,7 @@ class EventWriter:
         future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((events, future))
         try:
-            async with asyncio.timeout(self._timeout):
+            with deadlines.timeout(self._timeout):
                 return await future
         except TimeoutError:
             # The timeout cancelled the future, so the writer skips it; the write may still land, and
