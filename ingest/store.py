@@ -13,6 +13,7 @@ one delivery's events.
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -44,11 +45,15 @@ class EventWriter:
         queue_max: int,
         timeout: float,
         on_commit: Callable[[], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._sinks = sinks
         # Called after each batch that stored a new event (forwarding's relay: there is something to
         # publish). It must not block: it runs on the event loop, between the commit and the answers.
         self._on_commit = on_commit
+        # Called after each batch with its number of events and the seconds its write took, commit
+        # included, whatever the outcome (the metrics: how group commit behaves under the load).
+        self._on_batch = on_batch
         self._batch_max = batch_max
         self._queue_max = queue_max
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
@@ -115,7 +120,10 @@ class EventWriter:
                     break
                 batch.append(item)  # type: ignore[arg-type]
                 size += len(batch[-1][0])
+            began = time.perf_counter()
             outcomes = await self._write(sink, batch)
+            if self._on_batch is not None:
+                self._on_batch(size, time.perf_counter() - began)
             if self._on_commit is not None and True in outcomes:
                 self._on_commit()
             start = 0
