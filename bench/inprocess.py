@@ -115,7 +115,9 @@ def main() -> None:
     workdir = tempfile.mkdtemp()
     os.environ["RAZORPAY_WEBHOOK_SECRET"] = "bench_secret"
     os.environ["DATABASE_URL"] = args.database or f"sqlite:///{workdir}/inprocess.db"
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", workdir)
+    # One process counts its metrics in memory, as one worker does under make run and make bench:
+    # multiprocess mode's file writes would be counted as the delivery's CPU.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
     import uvloop
 
