@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 import orjson
 import psycopg
 from sqlalchemy import (
+    CTE,
     JSON,
     BigInteger,
     Column,
@@ -134,44 +135,44 @@ def delivered_row(rows: FromClause, *, fallback: bool) -> ColumnElement[Any]:
     return func.coalesce(holder.scalar_subquery(), case((unheld, by_event_id.scalar_subquery())))
 
 
-def add_deliveries(
-    target: ColumnElement[Any], deliveries: ColumnElement[Any], last: ColumnElement[Any]
-) -> Update:
-    """`UPDATE webhook_events SET delivery_count = delivery_count + deliveries, last_delivered_at = the
-    later of the two WHERE id = target`, with `target`, `deliveries` and `last` from a FROM clause."""
+def add_deliveries(targets: CTE, dialect_name: str) -> Update:
+    """`WITH targets ... UPDATE webhook_events SET delivery_count = delivery_count + (their deliveries),
+    last_delivered_at = the later of the two WHERE id IN (the targets)`, from `targets` (target: a row
+    id, deliveries, last: a time), several of which may name one row. The rows are found by their
+    primary key, one lookup each: joined instead, the planner may scan the whole table while its
+    statistics still count it small (a table that has just grown)."""
     table = cast(Table, Event.__table__)
     events = table.c
-    later = or_(events.last_delivered_at.is_(None), events.last_delivered_at < last)
+    mine = targets.c.target == events.id
+    added = select(func.sum(targets.c.deliveries)).where(mine).scalar_subquery()
+    latest = select(func.max(targets.c.last)).where(mine).scalar_subquery()
+    known = func.coalesce(events.last_delivered_at, latest)
+    wanted = select(targets.c.target)
+    if dialect_name == "postgresql":  # = ANY(ARRAY(...)): an index scan of the primary key
+        among = events.id == func.any(func.array(wanted.scalar_subquery()))
+        later: ColumnElement[Any] = func.greatest(known, latest)
+    else:  # SQLite looks each rowid of IN (...) up
+        among = events.id.in_(wanted)
+        later = func.max(known, latest)
     return (
         update(table)
-        .where(events.id == target)
-        .values(
-            delivery_count=events.delivery_count + deliveries,
-            last_delivered_at=case((later, last), else_=events.last_delivered_at),
-        )
+        .where(among)
+        .values(delivery_count=events.delivery_count + added, last_delivered_at=later)
     )
 
 
-def count_deliveries(rows_of: RowsOf) -> Update:
-    """`UPDATE webhook_events ... FROM (the deliveries, by the row each is a delivery of)`: each stored
-    event gains its deliveries in `rows_of(DELIVERIES columns)`, and the latest of their times. Those
-    whose signed key is held with another body (refused) count nowhere: `delivered_row` decides as
-    Batch.outcomes does, from the rows this statement sees."""
+def count_deliveries(rows_of: RowsOf, dialect_name: str) -> Update:
+    """`UPDATE webhook_events ...` by the deliveries in `rows_of(DELIVERIES columns)`: each stored event
+    gains its deliveries, and the latest of their times. Those whose signed key is held with another
+    body (refused) count nowhere: `delivered_row` decides as Batch.outcomes does, from the rows this
+    statement sees."""
     rows = rows_of(list(DELIVERIES.c)).subquery("delivered")
-    targets = select(delivered_row(rows, fallback=True).label("target"), rows.c.received_at).subquery(
-        "targets"
-    )
-    counted = (
-        select(
-            targets.c.target,
-            func.count().label("deliveries"),
-            func.max(targets.c.received_at).label("last"),
-        )
-        .where(targets.c.target.is_not(None))
-        .group_by(targets.c.target)
-        .subquery("counted")
-    )
-    return add_deliveries(counted.c.target, counted.c.deliveries, counted.c.last)
+    targets = select(
+        delivered_row(rows, fallback=True).label("target"),
+        literal_column("1").label("deliveries"),
+        rows.c.received_at.label("last"),
+    ).cte("targets")
+    return add_deliveries(targets, dialect_name).add_cte(targets)
 
 
 def new_events(insert: AnyInsert, rows_of: RowsOf) -> AnyInsert:
@@ -217,7 +218,8 @@ class SqliteSql:
         self.upsert_payments = str(upsert_payments.compile(dialect=compile_for(dialect)))
         holders = signed_key_holders(sqlite_json_rows)
         self.signed_key_holders = str(holders.compile(dialect=compile_for(dialect)))
-        self.count_deliveries = str(count_deliveries(sqlite_json_rows).compile(dialect=compile_for(dialect)))
+        counting = count_deliveries(sqlite_json_rows, "sqlite")
+        self.count_deliveries = str(counting.compile(dialect=compile_for(dialect)))
 
 
 def sqlite_writer_setup(engine: Engine, settings: Settings) -> WriterSetup:
@@ -319,20 +321,23 @@ class PostgresSql:
             select(delivered_row(again, fallback=False).label("target"), again.c.deliveries, again.c.last)
             .add_columns(again.c.provider, again.c.event_id)
             .where(again.c.deliveries > zero)
-            .subquery("targets")
+            .cte("targets")
         )
-        counted = (
-            add_deliveries(targets.c.target, targets.c.deliveries, targets.c.last)
-            .returning(targets.c.provider, targets.c.event_id)
-            .cte("counted")
+        counted = add_deliveries(targets, "postgresql").returning(table.c.id).cte("counted")
+        # Every delivery whose row was found and counted: several can name one row (a Razorpay body under
+        # two header ids), and all of them were added to it.
+        found = select(type_cast(null(), BigInteger), targets.c.provider, targets.c.event_id).join_from(
+            targets, counted, counted.c.id == targets.c.target
         )
         statement = (
             select(inserted.c.id, inserted.c.provider, inserted.c.event_id)
-            .union_all(select(type_cast(null(), BigInteger), counted.c.provider, counted.c.event_id))
+            .union_all(found)
             .add_cte(folded.cte("folded"))
         )
         self.write_batch = str(statement.compile(dialect=dialect))
-        counting = count_deliveries(partial(postgres_json_rows, parameter="deliveries")).cte("counting")
+        counting = count_deliveries(partial(postgres_json_rows, parameter="deliveries"), "postgresql").cte(
+            "counting"
+        )
         self.settle = str(signed_key_holders(postgres_json_rows).add_cte(counting).compile(dialect=dialect))
 
 
