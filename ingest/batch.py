@@ -58,9 +58,11 @@ class Batch:
     def delivered(self, first: NormalizedEvent) -> tuple[int, datetime | None]:
         """For an event of `unique`: how many deliveries of it this batch counts with it, the first (when
         it came over HTTP) and its repeats, and when the last of them was received."""
-        key = (first.provider, first.event_id)
         counted = [first] if first.origin == DELIVERED_ORIGIN else []
-        counted += (self.events[index] for index in self.repeats.get(key, ()))
+        if repeats := self.repeats.get((first.provider, first.event_id)):
+            counted += (self.events[index] for index in repeats)
+        elif counted:  # the usual case: one delivery
+            return 1, first.received_at
         return len(counted), max((event.received_at for event in counted), default=None)
 
     def uncounted(
