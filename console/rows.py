@@ -54,8 +54,8 @@ def deliveries(event: Any) -> str:
     """How many times the event was delivered over HTTP, duplicates collapsed into the count, with the
     first and last delivery times. A delivered event's first delivery is when it was stored; a recovered
     one was stored before any delivery, and its first delivery time is not kept."""
-    count, last = event.delivery_count, event.last_delivered_at
-    if count == 0 or last is None:
+    count, last = event.delivery_count, event.last_delivered_at or event.received_at
+    if count == 0:
         return '<span class="none">none (recovered)</span>'
     if event.origin != "webhook":
         return (
