@@ -22,7 +22,7 @@ from database import normalise_url
 from models import Base
 from ops import migrate
 
-HEADS = {"0006"}
+HEADS = {"0007"}
 # Not imported from conftest: the spawned processes below import this module, and should start quickly.
 ROOT = Path(__file__).resolve().parents[2]
 
