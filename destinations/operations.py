@@ -279,7 +279,9 @@ def replay(
             "updated_at",
             "replay_id",
         ]
-        queued += connection.execute(insert(Owed).from_select(columns, never_owed)).rowcount
+        # preserve_rowcount: SQLAlchemy reports an INSERT's rowcount only when asked (-1 otherwise).
+        added = insert(Owed).from_select(columns, never_owed).execution_options(preserve_rowcount=True)
+        queued += connection.execute(added).rowcount
     connection.execute(
         update(DestinationReplay).where(DestinationReplay.id == replay_id).values(queued=queued)
     )

@@ -25,6 +25,9 @@ from forwarding.messages import event_message
 logger = logging.getLogger("webhooks.destinations")
 
 DATABASE_BACKOFF_SECONDS = 1.0
+# Failed attempts in a row (no success between) before the destination is logged as failing: one event
+# that keeps failing while the others are taken is that event's problem, not the destination's.
+FAILING_AFTER = 3
 
 
 class RateLimiter:
@@ -58,7 +61,8 @@ class Worker:
         self._results: list[Recorded] = []
         self._wake = asyncio.Event()
         self._stopping = False
-        self._failing: str | None = None
+        self._failing = False
+        self._failures_in_a_row = 0
         self._database_down = False
 
     def wake(self) -> None:
@@ -175,21 +179,25 @@ class Worker:
             attempts.record(connection, self.destination.name, batch)
 
     def _log_health(self, batch: list[Recorded]) -> None:
-        last = max(batch, key=lambda item: item.attempted_at)
         name = self.destination.name
-        if not last.result.delivered and self._failing is None:
-            self._failing = attempts.describe(last.result)
-            logger.warning(
-                "destination %s (%s) is failing: %s; its events are kept and retried",
-                name,
-                self.destination.host,
-                self._failing,
-            )
-        elif last.result.delivered and self._failing is not None:
-            logger.warning(
-                "destination %s (%s) recovered: delivering its backlog", name, self.destination.host
-            )
-            self._failing = None
+        for item in sorted(batch, key=lambda item: item.attempted_at):
+            if item.result.delivered:
+                self._failures_in_a_row = 0
+                if self._failing:
+                    self._failing = False
+                    logger.warning(
+                        "destination %s (%s) recovered: delivering its backlog", name, self.destination.host
+                    )
+                continue
+            self._failures_in_a_row += 1
+            if not self._failing and self._failures_in_a_row >= FAILING_AFTER:
+                self._failing = True
+                logger.warning(
+                    "destination %s (%s) is failing: %s; its events are kept and retried",
+                    name,
+                    self.destination.host,
+                    attempts.describe(item.result),
+                )
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
