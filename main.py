@@ -23,7 +23,7 @@ from console import routes as console
 from database import make_engine
 from destinations.routes import router as destinations_router
 from destinations.service import Destinations
-from errors import ApiError
+from errors import ApiError, DestinationsFileInvalid
 from forwarding.service import Forwarding
 from ingest.sinks import make_sinks
 from ingest.store import EventWriter
@@ -49,7 +49,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     forwarding = Forwarding.configure(engine, settings)
     # Destinations (off without DESTINATIONS_FILE; a file that does not validate stops start-up here):
     # a second reader of the same outbox, woken after each commit too.
-    destinations = Destinations.configure(engine, settings)
+    try:
+        destinations = Destinations.configure(engine, settings)
+    except DestinationsFileInvalid:
+        engine.dispose()
+        stop_logging()
+        raise
     wakers = [part.wake for part in (forwarding, destinations) if part is not None]
     writer = EventWriter(
         make_sinks(engine, settings),
