@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -245,11 +246,28 @@ class DestinationDelivery(Base):
     __table_args__ = (
         # The guarantee that an event is owed once per destination, however often the intake repeats.
         UniqueConstraint("destination", "event_row_id", name="uq_destination_deliveries_event"),
-        # What is due next; the dead list and the backlog, in id order.
-        Index("ix_destination_deliveries_due", "destination", "state", "next_attempt_at"),
-        Index("ix_destination_deliveries_state_id", "destination", "state", "id"),
+        # Partial indexes over the pending rows only: they stay as small as the backlog, however many
+        # deliveries are done, and each matches one question exactly. What is due next:
+        Index(
+            "ix_destination_deliveries_due",
+            "destination",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
         # Per-payment ordering: is an earlier event of this payment still owed?
-        Index("ix_destination_deliveries_payment", "destination", "provider", "payment_id", "id"),
+        Index(
+            "ix_destination_deliveries_payment",
+            "destination",
+            "provider",
+            "payment_id",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        # The dead list and the counts by state, in id order.
+        Index("ix_destination_deliveries_state_id", "destination", "state", "id"),
         Index("ix_destination_deliveries_replay", "replay_id"),
     )
 

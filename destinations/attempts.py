@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, exists, func, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -99,31 +99,19 @@ def is_paused(connection: Connection, name: str) -> bool:
     return bool(paused)
 
 
-def due(
-    connection: Connection,
-    destination: Destination,
-    *,
-    now: datetime,
-    limit: int,
-    in_flight: Iterable[int] = (),
-) -> list[Due]:
-    """Pending deliveries whose time has come, not already in flight. With ordering on, only a
-    payment's earliest owed event is due: later ones wait until it is delivered or dead."""
+# (id, attempts, round_attempts, queued_at, event_row_id, next_attempt_at)
+Candidates = Select[int, int, int, datetime, int, datetime]
+
+
+def _candidates(destination: Destination, *, claimed: Iterable[int]) -> Candidates:
+    """The destination's pending deliveries that may be sent when their time comes: not claimed by the
+    worker already and, with ordering on, each payment's earliest owed event only (later ones wait until
+    it is delivered or dead). Both partial indexes of the pending rows serve it."""
     owed = DestinationDelivery
-    query = (
-        select(
-            owed.id,
-            owed.attempts,
-            owed.round_attempts,
-            owed.queued_at,
-            *event_columns(False).selected_columns,
-        )
-        .join(Event, Event.id == owed.event_row_id)
-        .where(owed.destination == destination.name, owed.state == PENDING, owed.next_attempt_at <= now)
-        .order_by(owed.next_attempt_at, owed.id)
-        .limit(limit)
-    )
-    skip = sorted(in_flight)
+    query = select(
+        owed.id, owed.attempts, owed.round_attempts, owed.queued_at, owed.event_row_id, owed.next_attempt_at
+    ).where(owed.destination == destination.name, owed.state == PENDING)
+    skip = sorted(claimed)
     if skip:
         query = query.where(owed.id.not_in(skip))
     if destination.ordered:
@@ -137,18 +125,50 @@ def due(
                 earlier.id < owed.id,
             )
         )
+    return query
+
+
+def due(
+    connection: Connection,
+    destination: Destination,
+    *,
+    now: datetime,
+    limit: int,
+    claimed: Iterable[int] = (),
+) -> list[Due]:
+    """Up to `limit` deliveries to send now, oldest retry time first, with their events (read after the
+    deliveries are chosen)."""
+    owed = DestinationDelivery
+    chosen = (
+        _candidates(destination, claimed=claimed)
+        .where(owed.next_attempt_at <= now)
+        .order_by(owed.next_attempt_at, owed.id)
+        .limit(limit)
+        .subquery("chosen")
+    )
+    query = (
+        select(
+            chosen.c.id,
+            chosen.c.attempts,
+            chosen.c.round_attempts,
+            chosen.c.queued_at,
+            *event_columns(False).selected_columns,
+        )
+        .join(Event, Event.id == chosen.c.event_row_id)
+        .order_by(chosen.c.next_attempt_at, chosen.c.id)
+    )
     rows = connection.execute(query).all()
     return [Due(row[0], row[1], row[2], row[3], stored_event(row)) for row in rows]
 
 
-def next_due_at(connection: Connection, name: str) -> datetime | None:
-    """The earliest retry time of the destination's pending deliveries (to sleep until then)."""
-    at: datetime | None = connection.execute(
-        select(func.min(DestinationDelivery.next_attempt_at)).where(
-            DestinationDelivery.destination == name, DestinationDelivery.state == PENDING
-        )
-    ).scalar_one()
-    return at
+def next_due_at(
+    connection: Connection, destination: Destination, *, claimed: Iterable[int] = ()
+) -> datetime | None:
+    """When the next delivery that is not waiting behind another becomes due (to sleep until then)."""
+    owed = DestinationDelivery
+    query = _candidates(destination, claimed=claimed).order_by(owed.next_attempt_at, owed.id).limit(1)
+    row = connection.execute(query).first()
+    return None if row is None else row.next_attempt_at
 
 
 def record(connection: Connection, name: str, recorded: Sequence[Recorded]) -> None:

@@ -7,12 +7,11 @@ receiver wrote. Nothing here logs; the caller logs error classes, never secrets 
 """
 
 import asyncio
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
+import aiohttp
 
 from destinations.file import Destination
 
@@ -29,45 +28,48 @@ class Result:
     retry_after: str | None
 
 
-def client(destination: Destination) -> httpx.AsyncClient:
-    """One client per destination: its own connection pool, sized to its max_in_flight."""
-    limits = httpx.Limits(
-        max_connections=destination.max_in_flight, max_keepalive_connections=destination.max_in_flight
-    )
-    return httpx.AsyncClient(
-        follow_redirects=False,
-        timeout=httpx.Timeout(destination.timeout_seconds),
-        limits=limits,
+def client(destination: Destination) -> aiohttp.ClientSession:
+    """One session per destination: its own connection pool, sized to its max_in_flight. Made on the
+    running event loop (the dispatcher's)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=destination.max_in_flight),
+        timeout=aiohttp.ClientTimeout(total=destination.timeout_seconds),
         trust_env=False,  # no proxy from the environment: the operator named the URL
+        auto_decompress=False,
         headers={"user-agent": "payment-webhook-receiver", "accept-encoding": "identity"},
     )
 
 
 async def send(
-    http: httpx.AsyncClient, destination: Destination, *, body: bytes, headers: dict[str, str]
+    http: aiohttp.ClientSession, destination: Destination, *, body: bytes, headers: dict[str, str]
 ) -> Result:
     started = time.perf_counter()
     status: int | None = None
-    kept = bytearray()
+    kept = b""
     retry_after: str | None = None
     error: str | None = None
     try:
-        # The whole exchange within the timeout (httpx's timeouts are per read, not per request).
-        async with asyncio.timeout(destination.timeout_seconds):
-            async with http.stream("POST", destination.url, content=body, headers=headers) as response:
-                status = response.status_code
-                retry_after = response.headers.get("retry-after")
-                async for chunk in response.aiter_raw():
-                    kept += chunk[: BODY_KEPT_BYTES - len(kept)]
-                    if len(kept) >= BODY_KEPT_BYTES:
-                        break
-    except (TimeoutError, httpx.TimeoutException):
+        async with (
+            asyncio.timeout(destination.timeout_seconds),
+            http.post(destination.url, data=body, headers=headers, allow_redirects=False) as response,
+        ):
+            status = response.status
+            retry_after = response.headers.get("retry-after")
+            while len(kept) < BODY_KEPT_BYTES:
+                chunk = await response.content.read(BODY_KEPT_BYTES - len(kept))
+                if not chunk:
+                    break
+                kept += chunk
+            # Leaving the block with the rest unread closes the connection rather than reading on.
+    except TimeoutError:
         error = "timeout"
-    except httpx.ConnectError as exc:
-        error = "tls_error" if _caused_by(exc, ssl.SSLError) else "connect_error"
-    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.CloseError):
+    except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError):
+        error = "tls_error"
+    except aiohttp.ClientConnectorError:
+        error = "connect_error"
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
         error = "connection_reset"
-    except httpx.HTTPError:
+    except aiohttp.ClientError:
         error = "http_error"
     latency_ms = (time.perf_counter() - started) * 1000
     delivered = error is None and status is not None and 200 <= status < 300
@@ -75,12 +77,3 @@ async def send(
         error = "http_status"
     text = kept.decode("utf-8", "replace") if status is not None else None
     return Result(delivered, status, error, latency_ms, text, retry_after)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -25,6 +26,10 @@ from forwarding.messages import event_message
 logger = logging.getLogger("webhooks.destinations")
 
 DATABASE_BACKOFF_SECONDS = 1.0
+# Due deliveries read ahead in one query, then sent as slots free up.
+READ_AHEAD = 256
+# How long finished attempts may wait for the others in flight before they are recorded together.
+LINGER_SECONDS = 0.005
 # Failed attempts in a row (no success between) before the destination is logged as failing: one event
 # that keeps failing while the others are taken is that event's problem, not the destination's.
 FAILING_AFTER = 3
@@ -56,7 +61,10 @@ class Worker:
         self._http = sender.client(destination)
         self._limiter = RateLimiter(destination.rate_per_second)
         self._rng = random.Random()  # noqa: S311 (jitter, not a secret)
-        self._in_flight: set[int] = set()
+        self._queue: deque[Due] = deque()  # due, claimed, not yet sent
+        self._claimed: set[int] = set()  # queued, being sent, or sent and not yet recorded
+        self._sending = 0
+        self._paused_checked_at = 0.0
         self._sends: set[asyncio.Task[None]] = set()
         self._results: list[Recorded] = []
         self._wake = asyncio.Event()
@@ -71,6 +79,9 @@ class Worker:
     async def run(self) -> None:
         while not self._stopping:
             try:
+                if self._results and self._sending and len(self._results) < self._sending:
+                    # Let the sends still in flight finish too: one transaction records them together.
+                    await asyncio.sleep(LINGER_SECONDS)
                 await self._flush()
                 await self._dispatch()
                 if self._database_down:
@@ -95,40 +106,58 @@ class Worker:
         await asyncio.gather(*self._sends, return_exceptions=True)
         with contextlib.suppress(SQLAlchemyError):
             await self._flush()
-        await self._http.aclose()
+        await self._http.close()
 
     async def _dispatch(self) -> None:
+        """Start sends while there is room, from a queue of due deliveries read ahead in one query."""
         name = self.destination.name
-        room = self.destination.max_in_flight - len(self._in_flight)
+        room = self.destination.max_in_flight - self._sending
         if room <= 0:
             await self._sleep(self._poll_seconds)  # woken when a send finishes
             return
-        now = datetime.now(UTC)
-        paused, due, next_at = await asyncio.to_thread(self._due, now=now, limit=room)
-        if paused:
-            await self._sleep(self._poll_seconds)
-            return
-        for item in due:
-            self._in_flight.add(item.delivery_id)
-        for item in due:
-            await self._limiter.acquire()
-            if self._stopping:
+        next_at: datetime | None = None
+        if not self._queue or time.monotonic() - self._paused_checked_at > self._poll_seconds:
+            # The queue holds only what is due now and each payment's earliest: reading ahead does not
+            # change the order. A pause is seen within a poll.
+            limit = max(READ_AHEAD, self.destination.max_in_flight) if not self._queue else 0
+            paused, due, next_at = await asyncio.to_thread(self._due, now=datetime.now(UTC), limit=limit)
+            self._paused_checked_at = time.monotonic()
+            if paused:
+                self._unclaim_queue()
+                await self._sleep(self._poll_seconds)
                 return
+            for item in due:
+                self._claimed.add(item.delivery_id)
+                self._queue.append(item)
+        started = 0
+        while self._queue and self._sending < self.destination.max_in_flight and not self._stopping:
+            item = self._queue.popleft()
+            await self._limiter.acquire()
+            self._sending += 1
             task = asyncio.create_task(self._send(item), name=f"destination-{name}")
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
-        if len(due) < room:
+            started += 1
+        if not self._queue and started < room:
             wait = self._poll_seconds
             if next_at is not None:
                 wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
             await self._sleep(wait)
 
+    def _unclaim_queue(self) -> None:
+        while self._queue:
+            self._claimed.discard(self._queue.popleft().delivery_id)
+
     def _due(self, *, now: datetime, limit: int) -> tuple[bool, list[Due], datetime | None]:
         with self._engine.connect() as connection:
             if attempts.is_paused(connection, self.destination.name):
                 return True, [], None
-            due = attempts.due(connection, self.destination, now=now, limit=limit, in_flight=self._in_flight)
-            next_at = None if due else attempts.next_due_at(connection, self.destination.name)
+            if not limit:
+                return False, [], None
+            due = attempts.due(connection, self.destination, now=now, limit=limit, claimed=self._claimed)
+            next_at = None
+            if not due:
+                next_at = attempts.next_due_at(connection, self.destination, claimed=self._claimed)
             return False, due, next_at
 
     async def _send(self, item: Due) -> None:
@@ -139,7 +168,10 @@ class Worker:
         headers = signing.headers(
             self._key, msg_id=msg_id, timestamp=int(attempted_at.timestamp()), body=body
         )
-        result = await sender.send(self._http, self.destination, body=body, headers=headers)
+        try:
+            result = await sender.send(self._http, self.destination, body=body, headers=headers)
+        finally:
+            self._sending -= 1
         if result.delivered:
             state, next_at = attempts.DELIVERED, None
         else:
@@ -168,7 +200,7 @@ class Worker:
             raise
         name = self.destination.name
         for item in batch:
-            self._in_flight.discard(item.due.delivery_id)
+            self._claimed.discard(item.due.delivery_id)
             metrics.ATTEMPTS.labels(name, "delivered" if item.result.delivered else item.result.error).inc()
             if item.state == attempts.DEAD:
                 metrics.DEAD.labels(name).inc()

@@ -37,16 +37,23 @@ def upgrade() -> None:
         sa.Column("replay_id", sa.BigInteger(), nullable=True),
         sa.UniqueConstraint("destination", "event_row_id", name="uq_destination_deliveries_event"),
     )
+    pending = sa.text("state = 'pending'")
     op.create_index(
-        "ix_destination_deliveries_due", "destination_deliveries", ["destination", "state", "next_attempt_at"]
-    )
-    op.create_index(
-        "ix_destination_deliveries_state_id", "destination_deliveries", ["destination", "state", "id"]
+        "ix_destination_deliveries_due",
+        "destination_deliveries",
+        ["destination", "next_attempt_at", "id"],
+        postgresql_where=pending,
+        sqlite_where=pending,
     )
     op.create_index(
         "ix_destination_deliveries_payment",
         "destination_deliveries",
         ["destination", "provider", "payment_id", "id"],
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
+    op.create_index(
+        "ix_destination_deliveries_state_id", "destination_deliveries", ["destination", "state", "id"]
     )
     op.create_index("ix_destination_deliveries_replay", "destination_deliveries", ["replay_id"])
     op.create_table(
