@@ -108,10 +108,7 @@ class Dispatcher:
                     self._leading = False
                 await self._idle()
                 continue
-            if owed:
-                for worker in self._workers.values():
-                    worker.wake()
-            else:
+            if not owed:
                 await self._idle()
 
     async def _stop_workers(self) -> None:
@@ -129,6 +126,9 @@ class Dispatcher:
         if pending is None:
             return 0
         await asyncio.to_thread(self._enqueue, pending.events)
+        # The rows are committed: the workers may send them while the cursor moves.
+        for worker in self._workers.values():
+            worker.wake()
         await asyncio.to_thread(self._outbox.advance, pending, {})
         return len(pending.events)
 

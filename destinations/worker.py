@@ -26,6 +26,9 @@ from forwarding.messages import event_message
 logger = logging.getLogger("webhooks.destinations")
 
 DATABASE_BACKOFF_SECONDS = 1.0
+# While a destination is failing, one attempt at a time, this far apart at most (backoff_base_seconds
+# when shorter): each due event is still tried in turn, but a destination that is down costs little.
+PROBE_MAX_SECONDS = 1.0
 # Due deliveries read ahead in one query, then sent as slots free up.
 READ_AHEAD = 256
 # How long finished attempts may wait for the others in flight before they are recorded together.
@@ -70,6 +73,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._failing = False
+        self._next_probe = 0.0
+        self._probe_seconds = min(destination.backoff_base_seconds, PROBE_MAX_SECONDS)
         self._failures_in_a_row = 0
         self._database_down = False
 
@@ -111,9 +116,13 @@ class Worker:
     async def _dispatch(self) -> None:
         """Start sends while there is room, from a queue of due deliveries read ahead in one query."""
         name = self.destination.name
-        room = self.destination.max_in_flight - self._sending
+        limit = self._concurrency()
+        room = limit - self._sending
         if room <= 0:
             await self._sleep(self._poll_seconds)  # woken when a send finishes
+            return
+        if self._failing and (wait := self._next_probe - time.monotonic()) > 0:
+            await self._sleep(wait)
             return
         next_at: datetime | None = None
         if not self._queue or time.monotonic() - self._paused_checked_at > self._poll_seconds:
@@ -130,9 +139,11 @@ class Worker:
                 self._claimed.add(item.delivery_id)
                 self._queue.append(item)
         started = 0
-        while self._queue and self._sending < self.destination.max_in_flight and not self._stopping:
+        while self._queue and self._sending < limit and not self._stopping:
             item = self._queue.popleft()
             await self._limiter.acquire()
+            if self._failing:
+                self._next_probe = time.monotonic() + self._probe_seconds
             self._sending += 1
             task = asyncio.create_task(self._send(item), name=f"destination-{name}")
             self._sends.add(task)
@@ -143,6 +154,11 @@ class Worker:
             if next_at is not None:
                 wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
             await self._sleep(wait)
+
+    def _concurrency(self) -> int:
+        """max_in_flight, or one probe at a time while the destination is failing: a destination that is
+        down costs one attempt per probe interval, not one per owed event."""
+        return 1 if self._failing else self.destination.max_in_flight
 
     def _unclaim_queue(self) -> None:
         while self._queue:
