@@ -3,12 +3,14 @@
 Retry-After, dead when the policy is spent, every attempt recorded, a payment's events in order, and
 one slow destination never holding back another."""
 
+from collections import Counter
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
 from tests.destinations.conftest import (
     AUTH,
+    SECRET,
     Lines,
     attempts,
     destination,
@@ -289,3 +291,54 @@ def test_metrics_show_backlog_attempts_and_dead(
     assert f'destination_attempts_total{{destination="{up}",outcome="delivered"}} 1.0' in text
     assert f'destination_dead_total{{destination="{down}"}} 1.0' in text
     assert f'destination_backlog{{destination="{up}"}} 0.0' in text
+
+
+def test_redirects_are_not_followed_answers_are_kept_to_1_kib_and_nothing_secret_is_logged(
+    app_with: AppWith, receivers: Receivers, database_url: str, destination_log: Lines
+) -> None:
+    elsewhere = receivers()
+    redirecting = receivers(lambda event, index: Answer(307, headers={"Location": elsewhere.url}))
+    talkative = receivers(lambda event, index: Answer(200, body=b"x" * 100_000))
+    client = app_with(
+        destination("redirecting", redirecting.url, max_attempts=3),
+        destination("talkative", talkative.url),
+    )
+    event_id = post(client, payment_id="pay_safe", amount=123456)
+    wait_for(
+        lambda: (
+            states(database_url) == {("redirecting", event_id): "dead", ("talkative", event_id): "delivered"}
+        )
+    )
+    assert elsewhere.snapshot() == []
+    tried = attempts(database_url)
+    assert {(a.destination, a.status_code, a.error) for a in tried} == {
+        ("redirecting", 307, "http_status"),
+        ("talkative", 200, None),
+    }
+    (kept,) = [a.response_body for a in tried if a.destination == "talkative"]
+    assert kept == "x" * 1024
+    logged = "\n".join(r.getMessage() for r in destination_log.records)
+    assert "redirecting" in logged  # the failing line was written...
+    for secret_or_payload in (SECRET, SECRET.removeprefix("whsec_"), event_id, "123456", "pay_safe"):
+        assert secret_or_payload not in logged  # ...without the secret or anything of the event
+
+
+def test_https_to_a_plain_http_server_is_a_tls_failure(
+    app_with: AppWith, receivers: Receivers, database_url: str
+) -> None:
+    plain = receivers()
+    client = app_with(destination("tls", plain.url.replace("http://", "https://"), max_attempts=1))
+    event_id = post(client, payment_id="pay_tls")
+    wait_for(lambda: states(database_url) == {("tls", event_id): "dead"})
+    assert [a.error for a in attempts(database_url)] == ["tls_error"]
+
+
+def test_two_instances_on_one_database_deliver_each_event_once(
+    app_with: AppWith, receivers: Receivers, database_url: str
+) -> None:
+    receiver = receivers()
+    entry = destination("orders", receiver.url)
+    first, second = app_with(entry), app_with(entry)
+    ids = [post(first if n % 2 else second, payment_id=f"pay_i{n}") for n in range(20)]
+    wait_for(lambda: list(states(database_url).values()) == ["delivered"] * 20)
+    assert Counter(r.webhook_id for r in receiver.delivered()) == Counter(f"razorpay:{i}" for i in ids)
