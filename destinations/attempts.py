@@ -135,9 +135,10 @@ def due(
     now: datetime,
     limit: int,
     claimed: Iterable[int] = (),
-) -> list[Due]:
+) -> tuple[list[Due], int]:
     """Up to `limit` deliveries to send now, oldest retry time first, with their events (read after the
-    deliveries are chosen)."""
+    deliveries are chosen); and how many were given up because their event is gone (the caller
+    commits)."""
     owed = DestinationDelivery
     chosen = (
         _candidates(destination, claimed=claimed)
@@ -154,11 +155,25 @@ def due(
             chosen.c.queued_at,
             *event_columns(False).selected_columns,
         )
-        .join(Event, Event.id == chosen.c.event_row_id)
+        .outerjoin(Event, Event.id == chosen.c.event_row_id)
         .order_by(chosen.c.next_attempt_at, chosen.c.id)
     )
     rows = connection.execute(query).all()
-    return [Due(row[0], row[1], row[2], row[3], stored_event(row)) for row in rows]
+    # An event that retention deleted while it was owed cannot be sent: it is dead, so that the
+    # payment's later events do not wait behind it for ever.
+    purged = [row[0] for row in rows if row.provider is None]
+    if purged:
+        give_up(connection, purged, now=now)
+    due = [Due(row[0], row[1], row[2], row[3], stored_event(row)) for row in rows if row.provider is not None]
+    return due, len(purged)
+
+
+def give_up(connection: Connection, delivery_ids: list[int], *, now: datetime) -> None:
+    connection.execute(
+        update(DestinationDelivery)
+        .where(DestinationDelivery.id.in_(delivery_ids), DestinationDelivery.state == PENDING)
+        .values(state=DEAD, updated_at=now)
+    )
 
 
 def next_due_at(

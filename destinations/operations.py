@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -203,6 +204,9 @@ def replay(
     events never owed to this destination) become pending with a fresh retry budget. A replay of the same
     filter whose events are still pending is answered again instead of queueing twice."""
     name = destination.name
+    if connection.dialect.name == "postgresql":
+        # The per-statement timeout protects request latency; a replay of a long outage may take longer.
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
     # Replays of one destination one at a time: the status row's write lock is taken first.
     touch = update(DestinationStatus).where(DestinationStatus.name == name).values(updated_at=now)
     ensure_status(connection, [name], now=now)

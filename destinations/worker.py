@@ -170,7 +170,12 @@ class Worker:
                 return True, [], None
             if not limit:
                 return False, [], None
-            due = attempts.due(connection, self.destination, now=now, limit=limit, claimed=self._claimed)
+            due, purged = attempts.due(
+                connection, self.destination, now=now, limit=limit, claimed=self._claimed
+            )
+            if purged:
+                connection.commit()
+                metrics.DEAD.labels(self.destination.name).inc(purged)
             next_at = None
             if not due:
                 next_at = attempts.next_due_at(connection, self.destination, claimed=self._claimed)

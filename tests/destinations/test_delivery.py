@@ -342,3 +342,28 @@ def test_two_instances_on_one_database_deliver_each_event_once(
     ids = [post(first if n % 2 else second, payment_id=f"pay_i{n}") for n in range(20)]
     wait_for(lambda: list(states(database_url).values()) == ["delivered"] * 20)
     assert Counter(r.webhook_id for r in receiver.delivered()) == Counter(f"razorpay:{i}" for i in ids)
+
+
+def test_an_owed_event_that_retention_deleted_is_dead_and_its_payment_goes_on(
+    app_with: AppWith, receivers: Receivers, database_url: str
+) -> None:
+    from sqlalchemy import create_engine, delete
+
+    from database import normalise_url
+    from models import Event
+
+    receiver = receivers()
+    client = app_with(destination("orders", receiver.url))
+    client.post("/destinations/orders/pause", headers=AUTH)
+    post(client, event="payment.authorized", payment_id="pay_gone", event_id="evt_gone", created_at=100)
+    post(client, event="payment.captured", payment_id="pay_gone", event_id="evt_kept", created_at=200)
+    wait_for(lambda: len(states(database_url)) == 2)
+    engine = create_engine(normalise_url(database_url))
+    with engine.begin() as connection:
+        connection.execute(delete(Event).where(Event.event_id == "evt_gone"))
+    engine.dispose()
+    client.post("/destinations/orders/resume", headers=AUTH)
+    wait_for(
+        lambda: states(database_url) == {("orders", "evt_gone"): "dead", ("orders", "evt_kept"): "delivered"}
+    )
+    assert [r.event["event_id"] for r in receiver.delivered()] == ["evt_kept"]
