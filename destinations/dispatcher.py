@@ -108,6 +108,10 @@ class Dispatcher:
                     self._leading = False
                 await self._idle()
                 continue
+            except Exception:  # a fault of ours: logged, and the intake goes on from its cursor
+                logger.exception("destinations: unexpected error in the intake; retrying")
+                await self._idle()
+                continue
             if not owed:
                 await self._idle()
 

@@ -69,7 +69,9 @@ async def send(
         error = "connect_error"
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
         error = "connection_reset"
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, OSError, ValueError):
+        # Anything else the client raises (an answer it cannot parse, a URL it refuses) is a failed
+        # attempt too: the event is retried, never lost.
         error = "http_error"
     latency_ms = (time.perf_counter() - started) * 1000
     delivered = error is None and status is not None and 200 <= status < 300

@@ -101,6 +101,9 @@ class Worker:
                     )
                     self._database_down = True
                 await self._sleep(DATABASE_BACKOFF_SECONDS)
+            except Exception:  # a fault of ours: logged, and the loop goes on (deliveries stay owed)
+                logger.exception("destination %s: unexpected error; retrying", self.destination.name)
+                await self._sleep(DATABASE_BACKOFF_SECONDS)
 
     async def stop(self) -> None:
         """Cancel what is in flight (it stays pending, and is sent again), record what has finished."""
