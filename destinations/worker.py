@@ -119,8 +119,8 @@ class Worker:
     async def _dispatch(self) -> None:
         """Start sends while there is room, from a queue of due deliveries read ahead in one query."""
         name = self.destination.name
-        limit = self._concurrency()
-        room = limit - self._sending
+        concurrency = self._concurrency()
+        room = concurrency - self._sending
         if room <= 0:
             await self._sleep(self._poll_seconds)  # woken when a send finishes
             return
@@ -131,8 +131,8 @@ class Worker:
         if not self._queue or time.monotonic() - self._paused_checked_at > self._poll_seconds:
             # The queue holds only what is due now and each payment's earliest: reading ahead does not
             # change the order. A pause is seen within a poll.
-            limit = max(READ_AHEAD, self.destination.max_in_flight) if not self._queue else 0
-            paused, due, next_at = await asyncio.to_thread(self._due, now=datetime.now(UTC), limit=limit)
+            ahead = max(READ_AHEAD, self.destination.max_in_flight) if not self._queue else 0
+            paused, due, next_at = await asyncio.to_thread(self._due, now=datetime.now(UTC), limit=ahead)
             self._paused_checked_at = time.monotonic()
             if paused:
                 self._unclaim_queue()
@@ -142,7 +142,7 @@ class Worker:
                 self._claimed.add(item.delivery_id)
                 self._queue.append(item)
         started = 0
-        while self._queue and self._sending < limit and not self._stopping:
+        while self._queue and self._sending < concurrency and not self._stopping:
             item = self._queue.popleft()
             await self._limiter.acquire()
             if self._failing:

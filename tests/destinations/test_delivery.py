@@ -367,3 +367,20 @@ def test_an_owed_event_that_retention_deleted_is_dead_and_its_payment_goes_on(
         lambda: states(database_url) == {("orders", "evt_gone"): "dead", ("orders", "evt_kept"): "delivered"}
     )
     assert [r.event["event_id"] for r in receiver.delivered()] == ["evt_kept"]
+
+
+def test_no_more_than_max_in_flight_requests_at_once(
+    app_with: AppWith, receivers: Receivers, database_url: str
+) -> None:
+    receiver = receivers(lambda event, index: Answer(hold=True))
+    client = app_with(destination("narrow", receiver.url, max_in_flight=2, timeout_seconds=1, max_attempts=1))
+    client.post("/destinations/narrow/pause", headers=AUTH)
+    for n in range(6):
+        post(client, payment_id=f"pay_n{n}")
+    wait_for(lambda: len(states(database_url)) == 6)
+    client.post("/destinations/narrow/resume", headers=AUTH)  # six due at once
+    wait_for(lambda: len(attempts(database_url)) >= 4)
+    started = sorted(a.attempted_at for a in attempts(database_url))
+    # Two at once; the next two only once those two timed out a second later.
+    assert (started[2] - started[0]).total_seconds() >= 0.9
+    assert (started[1] - started[0]).total_seconds() < 0.5
