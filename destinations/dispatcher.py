@@ -14,13 +14,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from destinations import attempts
 from destinations.file import Destination
 from destinations.worker import Worker
-from forwarding.messages import StoredEvent
 from forwarding.outbox import Outbox
 
 logger = logging.getLogger("webhooks.destinations")
@@ -28,6 +27,7 @@ logger = logging.getLogger("webhooks.destinations")
 # The intake's cursor row in forward_cursor: a name no NATS stream can have ('/' is not allowed there).
 INTAKE: Final = "http/destinations"
 INTAKE_BATCH: Final = 1000
+LINGER_SECONDS: Final = 0.01
 STOP_WAIT_SECONDS: Final = 10.0
 
 
@@ -114,6 +114,9 @@ class Dispatcher:
                 continue
             if not owed:
                 await self._idle()
+            elif owed < INTAKE_BATCH:
+                # Let commits gather: under load each turn then owes many events in one transaction.
+                await asyncio.sleep(LINGER_SECONDS)
 
     async def _stop_workers(self) -> None:
         for worker in self._workers.values():
@@ -129,17 +132,16 @@ class Dispatcher:
         pending = await asyncio.to_thread(self._outbox.pending, limit=INTAKE_BATCH)
         if pending is None:
             return 0
-        await asyncio.to_thread(self._enqueue, pending.events)
-        # The rows are committed: the workers may send them while the cursor moves.
+        now = datetime.now(UTC)
+
+        def owe(connection: Connection) -> int:
+            return attempts.enqueue(connection, self._destinations, pending.events, now=now)
+
+        # The rows owed and the cursor past them, in one transaction.
+        await asyncio.to_thread(self._outbox.advance, pending, {}, along=owe)
         for worker in self._workers.values():
             worker.wake()
-        await asyncio.to_thread(self._outbox.advance, pending, {})
         return len(pending.events)
-
-    def _enqueue(self, events: list[StoredEvent]) -> None:
-        connection = self._outbox.connection
-        with connection.begin():
-            attempts.enqueue(connection, self._destinations, events, now=datetime.now(UTC))
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):

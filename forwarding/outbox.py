@@ -15,6 +15,7 @@ import fcntl
 import os
 import socket
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Final, cast
@@ -250,11 +251,19 @@ class Outbox:
             (p, pid): PaymentState(status, (rank, at, row_id)) for p, pid, status, rank, at, row_id in rows
         }
 
-    def advance(self, pending: Pending, moved: dict[PaymentKey, PaymentState]) -> None:
+    def advance(
+        self,
+        pending: Pending,
+        moved: dict[PaymentKey, PaymentState],
+        *,
+        along: Callable[[Connection], object] | None = None,
+    ) -> None:
         """Everything in `pending` is in the stream: move the cursor and the published states, in one
-        transaction."""
+        transaction (with `along`'s statements first: destinations' intake records what it owes in it)."""
         end = pending.end
         with self.connection.begin():
+            if along is not None:
+                along(self.connection)
             self.connection.execute(
                 update(ForwardCursor)
                 .where(ForwardCursor.stream == self._stream)
