@@ -27,7 +27,7 @@ logger = logging.getLogger("webhooks.destinations")
 # The intake's cursor row in forward_cursor: a name no NATS stream can have ('/' is not allowed there).
 INTAKE: Final = "http/destinations"
 INTAKE_BATCH: Final = 1000
-LINGER_SECONDS: Final = 0.01
+LINGER_SECONDS: Final = 0.005
 STOP_WAIT_SECONDS: Final = 10.0
 
 

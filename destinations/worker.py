@@ -32,7 +32,7 @@ PROBE_MAX_SECONDS = 1.0
 # Due deliveries read ahead in one query, then sent as slots free up.
 READ_AHEAD = 256
 # How long finished attempts may wait for the others in flight before they are recorded together.
-LINGER_SECONDS = 0.01
+LINGER_SECONDS = 0.005
 # Failed attempts in a row (no success between) before the destination is logged as failing: one event
 # that keeps failing while the others are taken is that event's problem, not the destination's.
 FAILING_AFTER = 3
