@@ -25,8 +25,9 @@ $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed
 	$(BIN)/pip install -q -r requirements-bench.txt
 	touch $@
 
-# ops/serve.py gives uvicorn a fresh PROMETHEUS_MULTIPROC_DIR (unless one is given) and removes it at exit;
-# SIGTERM or SIGINT to make's process group, to ops/serve.py or to uvicorn, or SIGTERM to make, stops it.
+# With WORKERS > 1, ops/serve.py gives uvicorn a fresh PROMETHEUS_MULTIPROC_DIR (unless one is given) and
+# removes it at exit. SIGTERM or SIGINT to make's process group, to ops/serve.py or to uvicorn, or SIGTERM
+# to make, stops it.
 run: $(VENV)/.installed migrate
 	@$(BIN)/python -m ops.serve $(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
 

@@ -79,11 +79,17 @@ async def connect_async(
     engine: Engine, *, connect_timeout: int, statement_timeout_ms: int
 ) -> "psycopg.AsyncConnection[Any]":
     """psycopg's asynchronous connection to the engine's PostgreSQL database, for the writer's batches,
-    which run on the event loop. In autocommit mode: each batch is one statement, its own transaction."""
+    which run on the event loop. In autocommit mode: each batch is one statement, its own transaction.
+
+    Sequential scans are off for it: the batch statements find every row they touch by key (a stored
+    event for its delivery count, a signed key's holder), for which an index scan is always right. psycopg
+    prepares a statement after a few executions and the server then keeps one plan for it; planned while
+    the table was still small (a new database), that plan scanned the whole table for each lookup as the
+    table grew, until the next ANALYZE (BENCHMARKS.md, "Delivery counts")."""
     return await psycopg.AsyncConnection.connect(
         engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
         connect_timeout=connect_timeout,
-        options=f"-c statement_timeout={statement_timeout_ms}",
+        options=f"-c statement_timeout={statement_timeout_ms} -c enable_seqscan=off",
         autocommit=True,
     )
 

@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -62,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue_max=settings.write_queue_max,
         timeout=settings.store_timeout_seconds,
         on_commit=wake_all(wakers),
+        on_batch=partial(metrics.observe_batch, engine.dialect.name),
     )
     await writer.start()
     if forwarding:

@@ -83,6 +83,12 @@ class Event(Base):
     signed_key: Mapped[str | None] = mapped_column(String(255))
     # "webhook" (a signed delivery) or "recovery" (read back from the provider's API, recovery/).
     origin: Mapped[str] = mapped_column(String(16), default="webhook", server_default="webhook")
+    # Authentic deliveries over HTTP of this event: the first, and each duplicate since (a copy read back
+    # by recovery is not a delivery, so a recovered event starts at 0). The batch writers set both
+    # columns (ingest/sinks.py), in the batch's transaction.
+    delivery_count: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    # When the last of those deliveries was received (UTC); NULL while there has been none.
+    last_delivered_at: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),

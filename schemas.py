@@ -73,6 +73,16 @@ class EventDetail(EventOut):
         "signature headers are shown as `[redacted]`",
         examples=[{"content-type": "application/json", "x-razorpay-signature": "[redacted]"}],
     )
+    delivery_count: int = Field(
+        description="How many authentic deliveries of this event arrived over HTTP: the first and every "
+        "duplicate since. A delivery refused as a reused signature does not count, nor does a copy read "
+        "back by recovery, so a recovered event shows 0 until its webhook arrives",
+        examples=[2],
+    )
+    last_delivered_at: datetime | None = Field(
+        description="When the latest of those deliveries was received (UTC); null while there has been none",
+        examples=["2025-07-07T11:04:26.103512Z"],
+    )
 
 
 class PaymentOut(BaseModel):

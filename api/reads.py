@@ -375,6 +375,8 @@ def detail(event: Event) -> EventDetail:
             "raw_body": raw_body,
             "raw_body_encoding": encoding,
             "headers": shown_headers(event.headers),
+            "delivery_count": event.delivery_count,
+            "last_delivered_at": event.last_delivered_at,
         }
     )
 

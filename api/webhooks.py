@@ -4,7 +4,6 @@ verify -> parse -> normalise -> store once -> answer. Each arrow is one call int
 The documented FastAPI routes and their hot route (api/hot_routes.py) both call `receive()`.
 """
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +23,7 @@ from errors import (
     RequestTimeout,
     UnknownProvider,
 )
+from ingest import deadlines
 from ops import telemetry
 from providers import Provider
 from schemas import WEBHOOK_RESPONSES, WebhookAck
@@ -51,7 +51,7 @@ async def read_body(request: Request, headers: dict[str, str], limit: int, *, ti
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(timeout):
+        with deadlines.timeout(timeout):
             while True:
                 message = await request.receive()
                 if message["type"] == "http.disconnect":
@@ -107,7 +107,7 @@ async def receive(request: Request, provider_name: str) -> Response:
             request, headers, settings.max_body_bytes, timeout=settings.body_read_timeout_seconds
         )
         now = time.time()
-        await provider.authenticate(body, headers, now, query=request.query_params)
+        await provider.authenticate(body, headers, now, query_string=request.scope["query_string"])
         payload = parse_object(body)
         events = provider.events(
             payload, body=body, headers=headers, received_at=datetime.fromtimestamp(now, UTC)

@@ -36,6 +36,8 @@ def _event_row(delivery: payloads.Delivery, *, row_id: int, occurred: datetime, 
         "received_at": received,
         "raw_body": delivery.body,
         "headers": {"x-razorpay-signature": delivery.signature, "x-razorpay-event-id": delivery.event_id},
+        "delivery_count": 1,
+        "last_delivered_at": received,
     }
 
 

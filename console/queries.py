@@ -65,9 +65,11 @@ def events_named(connection: Connection, event_id: str) -> list[Any]:
 
 
 def timeline_events(connection: Connection, provider: str, payment_id: str) -> list[Any]:
-    """The payment's events in the provider's time (ties in receipt order): the history index's range."""
+    """The payment's events in the provider's time (ties in receipt order): the history index's range,
+    each with its delivery count and last delivery."""
     stmt = (
-        LISTED.where(Event.payment_id == payment_id, Event.provider == provider)
+        LISTED.add_columns(Event.delivery_count, Event.last_delivered_at)
+        .where(Event.payment_id == payment_id, Event.provider == provider)
         .order_by(Event.occurred_at, Event.id)
         .limit(TIMELINE_MAX + 1)
     )

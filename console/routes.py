@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.reads import on_connection
 from console import chart, format, queries, timeline
-from console.rows import timeline_row
+from console.rows import delivery_cell, timeline_row
 from console.session import COOKIE, COOKIE_PATH, ConsoleSession, current_session, session_keys
 from payments.events import STATUS_RANK
 from security import constant_time_in
@@ -53,6 +53,7 @@ environment.filters.update(
     lag=format.lag,
     path=lambda value: quote(str(value), safe=""),
     timeline_row=timeline_row,
+    deliveries=delivery_cell,
 )
 templates = Jinja2Templates(env=environment)
 router = APIRouter(prefix="/console", include_in_schema=False)

@@ -3,7 +3,8 @@ writer process (ingest/sqlite_writer.py) runs it too."""
 
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from payments.events import NormalizedEvent
 
@@ -11,6 +12,9 @@ from payments.events import NormalizedEvent
 # stored: its signed key is stored with another body, a signature presented again for a forged body).
 Outcome = bool | None
 SignedKey = tuple[str, str]  # (provider, signed key)
+EventKey = tuple[str, str]  # (provider, event_id)
+# Only a delivery over HTTP counts in an event's delivery_count: a copy read back by recovery does not.
+DELIVERED_ORIGIN = "webhook"
 
 
 @dataclass
@@ -20,14 +24,21 @@ class Batch:
 
     events: Sequence[NormalizedEvent]
     unique: list[NormalizedEvent]
-    first_index: dict[tuple[str, str], int]
+    first_index: dict[EventKey, int]
+    # Per event key, the later deliveries in this batch that repeat its first one (`_repeats`): they are
+    # counted with it, in the statement that stores or counts the first.
+    repeats: dict[EventKey, list[int]] = field(default_factory=dict)
 
     @classmethod
     def plan(cls, events: Sequence[NormalizedEvent]) -> "Batch":
-        first_index: dict[tuple[str, str], int] = {}
+        first_index: dict[EventKey, int] = {}
+        repeats: dict[EventKey, list[int]] = {}
         signed_keys: set[SignedKey] = set()
         for index, event in enumerate(events):
-            first_index.setdefault((event.provider, event.event_id), index)
+            key = (event.provider, event.event_id)
+            first = first_index.setdefault(key, index)
+            if first != index and _repeats(events[first], event):
+                repeats.setdefault(key, []).append(index)
         # Of two events with one signed key, the database would keep the first in key order, which the
         # sender of the later one could choose: the one that arrived first is written, the later one is
         # settled against it (`unsettled`), as if it had come in the next batch.
@@ -42,7 +53,35 @@ class Batch:
         # Sorted keys: concurrent writers (other processes) take the unique-index locks in the same
         # order, so they queue behind each other instead of deadlocking.
         unique = [events[first_index[key]] for key in sorted(written)]
-        return cls(events=events, unique=unique, first_index=first_index)
+        return cls(events=events, unique=unique, first_index=first_index, repeats=repeats)
+
+    def delivered(self, first: NormalizedEvent) -> tuple[int, datetime | None]:
+        """For an event of `unique`: how many deliveries of it this batch counts with it, the first (when
+        it came over HTTP) and its repeats, and when the last of them was received."""
+        counted = [first] if first.origin == DELIVERED_ORIGIN else []
+        if repeats := self.repeats.get((first.provider, first.event_id)):
+            counted += (self.events[index] for index in repeats)
+        elif counted:  # the usual case: one delivery
+            return 1, first.received_at
+        return len(counted), max((event.received_at for event in counted), default=None)
+
+    def uncounted(
+        self, inserted: Collection[EventKey], counted: Collection[EventKey] = ()
+    ) -> list[NormalizedEvent]:
+        """The deliveries over HTTP that this batch did not store and the batch statement did not count:
+        each an authentic delivery of a stored event unless `outcomes` refuses it, which the statement
+        that counts them decides the same way (sinks.count_deliveries). `inserted` are the keys stored,
+        each counted with its repeats (`delivered`); `counted` the keys whose stored row the batch
+        statement found and counted, first delivery and repeats (PostgreSQL only)."""
+        done: set[int] = set()
+        for key in (*inserted, *counted):
+            done.add(self.first_index[key])
+            done.update(self.repeats.get(key, ()))
+        return [
+            event
+            for index, event in enumerate(self.events)
+            if event.origin == DELIVERED_ORIGIN and index not in done
+        ]
 
     def unsettled(self, inserted: Collection[tuple[str, str]]) -> list[SignedKey]:
         """The signed keys of the events this batch did not store: whether each is a duplicate or a
@@ -79,6 +118,15 @@ class Batch:
     def _stored(self, index: int, event: NormalizedEvent, inserted: Collection[tuple[str, str]]) -> bool:
         key = (event.provider, event.event_id)
         return self.first_index[key] == index and key in inserted
+
+
+def _repeats(first: NormalizedEvent, later: NormalizedEvent) -> bool:
+    """Whether `later`, a delivery of the same event key, is the same delivery as `first` once more over
+    HTTP, so certainly authentic wherever `first` is counted: no signed key (it cannot be refused), or
+    the same signed key with the same body (the row holding the key holds this body)."""
+    if later.origin != DELIVERED_ORIGIN or later.signed_key != first.signed_key:
+        return False
+    return later.signed_key is None or later.raw_body == first.raw_body
 
 
 def _is_body_digest(signed_key: str, body: bytes) -> bool:

@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -45,6 +45,7 @@ class WriterSetup:
     insert_events: str
     upsert_payments: str
     signed_key_holders: str
+    count_deliveries: str
     connect_args: tuple[Any, ...]
     connect_kwargs: dict[str, Any]
     pragmas: tuple[str, ...]
@@ -54,7 +55,8 @@ class SqliteBatches:
     """Writes batches to SQLite, one at a time, on one long-lived connection: the writer process is its
     only user. Each batch is two statements, each reading its rows from one parameter: the events, then
     their fold into payments (`fold`), then the commit; between them, only when some events were not
-    stored and carry a signed key, a read of the rows holding those keys."""
+    stored and carry a signed key, a read of the rows holding those keys, and only when some deliveries
+    were not stored, the count of those on the rows they deliver again (sinks.count_deliveries)."""
 
     def __init__(self, setup: WriterSetup) -> None:
         self._setup = setup
@@ -74,13 +76,15 @@ class SqliteBatches:
         batch = Batch.plan(events)
         cursor = self._connection.cursor()
         try:
-            cursor.execute(self._setup.insert_events, event_parameters(batch.unique))
+            cursor.execute(self._setup.insert_events, event_parameters(batch.unique, batch.delivered))
             inserted = {(provider, event_id): row_id for row_id, provider, event_id in cursor.fetchall()}
             holders: dict[SignedKey, bytes | None] = {}
+            # In the batch's transaction, which holds SQLite's write lock: every row is visible.
             if unsettled := batch.unsettled(inserted):
-                # In the batch's transaction, which holds SQLite's write lock: every row is visible.
                 cursor.execute(self._setup.signed_key_holders, signed_key_parameters(unsettled))
                 holders = {(provider, key): body for provider, key, body in cursor.fetchall()}
+            if uncounted := batch.uncounted(inserted):
+                cursor.execute(self._setup.count_deliveries, delivery_parameters(uncounted))
             new = [(inserted[key], e) for e in batch.unique if (key := (e.provider, e.event_id)) in inserted]
             if payments := fold(new):
                 cursor.execute(self._setup.upsert_payments, payment_parameters(payments))
@@ -108,14 +112,17 @@ class SqliteBatches:
         return connection
 
 
-def event_parameters(events: Sequence[NormalizedEvent]) -> dict[str, Any]:
+def event_parameters(
+    events: Sequence[NormalizedEvent], delivered: Callable[[NormalizedEvent], tuple[int, datetime | None]]
+) -> dict[str, Any]:
     """The parameters of `insert_events` (sinks.sqlite_json_rows): the rows as one JSON array, in the form
     SQLite stores them (times as `sqlite_time`, booleans as 0/1), and the bodies as one BLOB, each row
-    naming its slice."""
+    naming its slice. `delivered(event)` is its delivery count and last delivery (Batch.delivered)."""
     rows: list[dict[str, Any]] = []
     bodies: list[bytes] = []
     at = 1  # SQLite's substr() counts from 1
     for event in events:
+        delivery_count, last_delivered_at = delivered(event)
         texts = (
             event.provider,
             event.event_id,
@@ -147,10 +154,35 @@ def event_parameters(events: Sequence[NormalizedEvent]) -> dict[str, Any]:
                 "headers": event.headers,
                 "signed_key": event.signed_key,
                 "origin": event.origin,
+                "delivery_count": delivery_count,
+                "last_delivered_at": None if last_delivered_at is None else sqlite_time(last_delivered_at),
             }
         )
         bodies.append(event.raw_body)
         at += len(event.raw_body)
+    return {"rows": orjson.dumps(rows).decode(), "bodies": b"".join(bodies)}
+
+
+def delivery_parameters(deliveries: Sequence[NormalizedEvent]) -> dict[str, Any]:
+    """The parameters of `count_deliveries` (sinks.DELIVERIES): as `event_parameters` gives them, each
+    body only where a signed key needs it compared."""
+    rows: list[dict[str, Any]] = []
+    bodies: list[bytes] = []
+    at = 1
+    for event in deliveries:
+        body = b"" if event.signed_key is None else event.raw_body
+        rows.append(
+            {
+                "provider": event.provider,
+                "event_id": event.event_id,
+                "signed_key": event.signed_key,
+                "raw_body_at": at,
+                "raw_body_length": len(body),
+                "received_at": sqlite_time(event.received_at),
+            }
+        )
+        bodies.append(body)
+        at += len(body)
     return {"rows": orjson.dumps(rows).decode(), "bodies": b"".join(bodies)}
 
 

@@ -55,6 +55,23 @@ HANDLING_SECONDS: Final = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+# Group commit under the load: how many events each batch carried, and how long its write took, from the
+# statement's start to the commit's confirmation.
+# Labelled by database, which also keeps their values from being made at import: with several workers
+# they live in PROMETHEUS_MULTIPROC_DIR, which initialise() makes.
+BATCH_EVENTS: Final = Histogram(
+    "webhook_batch_events",
+    "Events per write batch (one transaction)",
+    ["database"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+BATCH_SECONDS: Final = Histogram(
+    "webhook_batch_write_seconds",
+    "Time to write and commit one batch",
+    ["database"],
+    buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.25, 0.5, 1.0, 5.0),
+)
+
 
 @lru_cache(maxsize=256)
 def _series(provider: str, outcome: str) -> tuple[Counter, Histogram]:
@@ -68,6 +85,18 @@ def observe_delivery(*, provider: str, outcome: str, duration_s: float) -> None:
     deliveries, handling = _series(provider, outcome)
     deliveries.inc()
     handling.observe(duration_s)
+
+
+@lru_cache(maxsize=4)
+def _batch_series(database: str) -> tuple[Histogram, Histogram]:
+    return BATCH_EVENTS.labels(database), BATCH_SECONDS.labels(database)
+
+
+def observe_batch(database: str, events: int, seconds: float) -> None:
+    """Once per write batch, on the event loop (the event writer's `on_batch`, with the database bound)."""
+    counted, timed = _batch_series(database)
+    counted.observe(events)
+    timed.observe(seconds)
 
 
 def initialise(*, providers: Iterable[str]) -> None:

@@ -1,5 +1,10 @@
-"""`make run`'s launcher: `python -m ops.serve uvicorn main:app ...` runs the command with a fresh metrics
-directory (PROMETHEUS_MULTIPROC_DIR, unless one is given), stops it when told to, and removes the directory.
+"""`make run`'s launcher: `python -m ops.serve uvicorn main:app ...` runs the command, with a fresh metrics
+directory (PROMETHEUS_MULTIPROC_DIR, unless one is given) when it starts several workers, stops it when
+told to, and removes the directory.
+
+One worker keeps its counters in its own memory: prometheus-client's multiprocess mode writes every
+increment and observation through to a file, which measured as a large share of a delivery's CPU
+(BENCHMARKS.md, "make run's metrics"), and a single process has nothing to share.
 
 A shell that runs the command in the foreground runs its traps only once the command has ended, so a
 SIGTERM to it alone left uvicorn serving. This process passes SIGINT and SIGTERM on to the command, which
@@ -44,7 +49,8 @@ def serve(command: list[str]) -> int:
     for signum in PASSED_ON:  # before the directory exists: no signal may end this process from here on
         signal.signal(signum, pass_on)
     env = dict(os.environ)
-    made = None if env.get(MULTIPROC_ENV) else tempfile.mkdtemp(prefix="webhooks-metrics-")
+    shared = workers(command, env) > 1
+    made = None if env.get(MULTIPROC_ENV) or not shared else tempfile.mkdtemp(prefix="webhooks-metrics-")
     if made is not None:
         env[MULTIPROC_ENV] = made
     try:
@@ -57,6 +63,21 @@ def serve(command: list[str]) -> int:
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+
+
+def workers(command: list[str], env: dict[str, str]) -> int:
+    """How many worker processes uvicorn will start: `--workers N` (or `--workers=N`) in the command,
+    else WEB_CONCURRENCY, as uvicorn reads them; 1 when neither says."""
+    for index, argument in enumerate(command):
+        if argument == "--workers" and index + 1 < len(command):
+            value = command[index + 1]
+            break
+        if argument.startswith("--workers="):
+            value = argument.removeprefix("--workers=")
+            break
+    else:
+        value = env.get("WEB_CONCURRENCY", "1")
+    return int(value) if value.isdigit() else 1
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.access")
 WEBHOOK_PATHS: Final = ("/webhooks/", "/webhook/payments")
 # A delivery as queued by record_delivery: (time.time(), then the DELIVERY_FIELDS values in order).
 DeliveryItem = tuple[float, str | None, str, str | None, str, int, float]
+# At most this many delivery lines in one write to the stream.
+MAX_LINES_A_WRITE: Final = 256
 # What every delivery line has between its time and its fields.
 _TEXT_DELIVERY: Final = f"INFO {delivery_logger.name} delivery"
 _JSON_DELIVERY: Final = (
@@ -198,6 +200,7 @@ class DeliveryListener(logging.handlers.QueueListener):
         formatter: "TextFormatter | JsonFormatter",
     ) -> None:
         super().__init__(records, handler)
+        self._records = records
         self._handler = handler
         self._formatter = formatter
 
@@ -205,19 +208,48 @@ class DeliveryListener(logging.handlers.QueueListener):
         if not isinstance(record, tuple):
             super().handle(record)
             return
+        # The delivery lines queued behind this one go out with it, in one write: under load the queue
+        # holds many, and a write each is a system call each, on a thread that takes the event loop's
+        # GIL to make it. A record of another kind ends the run and is handled after it, in order.
+        items = [record]
+        after: logging.LogRecord | None = None
+        while len(items) < MAX_LINES_A_WRITE:
+            try:
+                queued = self._records.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(queued, tuple):
+                items.append(queued)
+            elif queued is None:  # QueueListener's end mark, from stop(): it stays the last thing read
+                self._records.put_nowait(queued)
+                break
+            else:
+                after = queued
+                break
+        self._write_deliveries(items)
+        if after is not None:
+            super().handle(after)
+
+    def _write_deliveries(self, items: "list[DeliveryItem]") -> None:
         handler = self._handler
+        lines: list[str] = []
+        for item in items:
+            try:
+                lines.append(self._formatter.format_delivery(item) + handler.terminator)
+            except Exception:  # as the handler reports a record it cannot format; the others still go out
+                self._report("a delivery line")
         try:
-            line = self._formatter.format_delivery(record)
             handler.acquire()
             try:
-                handler.stream.write(line + handler.terminator)
+                handler.stream.write("".join(lines))
                 handler.flush()
             finally:
                 handler.release()
-        except Exception:  # reported as the handler reports a record it cannot write; the thread goes on
-            handler.handleError(
-                logging.makeLogRecord({"name": delivery_logger.name, "msg": "a delivery line"})
-            )
+        except Exception:  # as the handler reports a record it cannot write; the thread goes on
+            self._report(f"{len(lines)} delivery lines")
+
+    def _report(self, what: str) -> None:
+        self._handler.handleError(logging.makeLogRecord({"name": delivery_logger.name, "msg": what}))
 
 
 # Where record_delivery queues delivery lines, while logging is configured.

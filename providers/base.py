@@ -1,7 +1,7 @@
 """What every provider adapter provides: which headers it needs, how it verifies, how it normalises."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -63,11 +63,10 @@ class Provider(ABC):
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
         """Raise a `errors.SignatureError` unless the body is authentic."""
 
-    async def authenticate(
-        self, body: bytes, headers: HeaderMap, now: float, *, query: Mapping[str, str]
-    ) -> None:
+    async def authenticate(self, body: bytes, headers: HeaderMap, now: float, *, query_string: bytes) -> None:
         """The route's call: `verify`, for providers that sign the body and headers only. One that also
-        signs part of the URL (Mercado Pago's `data.id`) overrides this to read the query string."""
+        signs part of the URL (Mercado Pago's `data.id`) overrides this to parse the raw query string,
+        which no other provider pays for."""
         await self.verify(body, headers, now)
 
     @abstractmethod

@@ -8,9 +8,10 @@ payment from its API): they are stored with the provider's `action` and no norma
 `payment.created`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -33,9 +34,9 @@ class MercadoPago(Provider):
     def secrets(self) -> Sequence[str]:
         return self.settings.mercadopago_webhook_secret
 
-    async def authenticate(
-        self, body: bytes, headers: HeaderMap, now: float, *, query: Mapping[str, str]
-    ) -> None:
+    async def authenticate(self, body: bytes, headers: HeaderMap, now: float, *, query_string: bytes) -> None:
+        # Read as Starlette reads a query string: latin-1 bytes, blank values kept, the last of a name.
+        query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
         data_id = query.get("data.id") or query.get("id")
         if not data_id:
             raise SignatureMissing("missing data.id in the notification URL's query string")
@@ -50,7 +51,7 @@ class MercadoPago(Provider):
         self._check_body(body, data_id)
 
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
-        await self.authenticate(body, headers, now, query={})
+        await self.authenticate(body, headers, now, query_string=b"")
 
     @staticmethod
     def _check_body(body: bytes, data_id: str) -> None:

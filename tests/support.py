@@ -345,7 +345,13 @@ def store_directly(connection: Connection, events: list[NormalizedEvent]) -> lis
     stmt = insert(Event).on_conflict_do_nothing(index_elements=["provider", "event_id"])
     stored = []
     for one in events:
-        row_id = connection.execute(stmt.returning(Event.id), asdict(one)).scalar_one_or_none()
+        delivered = one.origin == "webhook"  # a recovered copy is not a delivery (ingest/batch.py)
+        row = {
+            **asdict(one),
+            "delivery_count": int(delivered),
+            "last_delivered_at": one.received_at if delivered else None,
+        }
+        row_id = connection.execute(stmt.returning(Event.id), row).scalar_one_or_none()
         if row_id is not None:
             stored.append((row_id, one))
     projection.apply(connection, stored)

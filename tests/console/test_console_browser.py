@@ -96,6 +96,7 @@ def timeline_rows(page: Any) -> list[dict[str, str]]:
             type: row.querySelector('.type').innerText,
             state: row.querySelector('.state .status').innerText,
             notes: row.querySelector('.notes').innerText,
+            deliveries: row.querySelector('.deliveries .count').innerText,
         }))""",
     )
 
@@ -105,6 +106,8 @@ def test_search_lands_on_the_timeline_of_an_out_of_order_payment(
 ) -> None:
     for payload in out_of_order_story("pay_story"):
         deliver(server, payload)
+    for _ in range(2):
+        deliver(server, out_of_order_story("pay_story")[0])  # the capture's duplicates
     sign_in(page)
 
     page.get_by_label("Payment id or event id").fill("pay_story")
@@ -120,6 +123,7 @@ def test_search_lands_on_the_timeline_of_an_out_of_order_payment(
     ]
     assert ["Out of order" in row["notes"] for row in rows] == [True, False, False]
     assert ["No change: already captured" in row["notes"] for row in rows] == [True, False, False]
+    assert [row["deliveries"] for row in rows] == ["1", "3", "1"]
     assert page.locator("time").first.get_attribute("title").startswith("Local time: ")
     screenshot(page, tmp_path, "console-timeline.png")
 
@@ -132,6 +136,7 @@ def test_search_lands_on_the_timeline_of_an_out_of_order_payment(
 
     page.get_by_role("link", name="pay_story_cap").click()
     assert page.locator("#event-type").inner_text() == "payment.captured"
+    assert page.locator("#deliveries .count").inner_text() == "3"
     assert "redacted (64 characters)" in page.locator("table.headers").inner_text()
     screenshot(page, tmp_path, "console-event.png")
     page.get_by_role("link", name="Show the exact bytes").click()

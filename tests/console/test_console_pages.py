@@ -11,12 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from pydantic import ValidationError
+from sqlalchemy import create_engine
 
 from config import Settings
 from console.routes import CONTENT_SECURITY_POLICY
 from console.session import COOKIE, fingerprint
+from database import normalise_url
 from tests.console.stories import HOSTILE, hostile_event, out_of_order_story
-from tests.support import razorpay_delivery, razorpay_event
+from tests.support import an_event, razorpay_delivery, razorpay_event, store_directly
 
 SECRET = "console-test-secret-0123456789abcdef"
 
@@ -277,3 +279,39 @@ def test_a_bad_filter_is_said_on_the_page(client: TestClient, query: str, status
 
     assert response.status_code == status_code
     assert response.headers["content-type"].startswith("text/html")
+
+
+def test_duplicates_collapse_into_a_delivery_count_with_first_and_last_times(client: TestClient) -> None:
+    story = out_of_order_story("pay_counted")
+    for payload in story:
+        deliver(client, payload)
+    for _ in range(2):
+        deliver(client, story[0])  # the capture, delivered twice more
+
+    timeline = rows_of(client.get("/console/payments/pay_counted?provider=razorpay").text)[1:]
+    page = client.get("/console/events/razorpay/pay_counted_cap")
+
+    captured = next(row for row in timeline if row.split()[1] == "payment.captured")
+    assert re.search(r" 3 first \d{4}-\d\d-\d\d [0-9:]+ UTC last \d{4}-\d\d-\d\d [0-9:]+ UTC ", captured)
+    others = [row for row in timeline if row is not captured]
+    assert all(re.search(r" 1 \d{4}-\d\d-\d\d [0-9:]+ UTC pay_counted_", row) for row in others), others
+    deliveries = re.search(r'<dd id="deliveries">(.*?)</dd>', page.text, re.S)
+    assert deliveries is not None
+    assert " ".join(re.sub(r"<[^>]+>", " ", deliveries.group(1)).split()).startswith("3 first ")
+    detail = client.get("/events/razorpay/pay_counted_cap").json()
+    assert detail["last_delivered_at"].replace("Z", "")[:19].replace("T", " ") in captured
+
+
+def test_a_recovered_event_shows_no_delivery_until_its_webhook(client: TestClient, database_url: str) -> None:
+    engine = create_engine(normalise_url(database_url))
+    with engine.begin() as connection:
+        store_directly(
+            connection, [an_event(event_id="evt_recovered", payment_id="pay_rec", origin="recovery")]
+        )
+    engine.dispose()
+
+    page = client.get("/console/events/razorpay/evt_recovered").text
+    [row] = rows_of(client.get("/console/payments/pay_rec?provider=razorpay").text)[1:]
+
+    assert "none (recovered)" in page and "recovered from the provider" in page
+    assert "none (recovered)" in row

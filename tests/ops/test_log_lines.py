@@ -279,3 +279,46 @@ def test_a_line_that_cannot_be_formatted_or_written_is_reported_and_the_rest_sti
     assert delivered == ["req-2", "req-3"]
     assert "OSError: disk full" in written
     assert "TypeError: no text" in written
+
+
+def test_delivery_lines_queued_together_go_out_in_one_write_in_order() -> None:
+    """The listener writes the delivery lines it finds queued behind one in a single write; a record of
+    another kind ends the run and follows it, and the end mark stays queued for the listener's loop."""
+
+    class CountingStream(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    stream = CountingStream()
+    handler = logging.StreamHandler(stream)
+    formatter = TextFormatter()
+    handler.setFormatter(formatter)
+    records: Any = __import__("queue").SimpleQueue()
+    listener = telemetry.DeliveryListener(records, handler, formatter)
+    items = [
+        (BASE + index, f"req-{index}", "razorpay", f"evt_{index}", "processed", 200, 1.0)
+        for index in range(9)
+    ]
+    marker = logging.makeLogRecord({"name": "webhooks.test", "msg": "marker", "levelno": logging.WARNING})
+    for item in items[1:5]:
+        records.put(item)
+    records.put(marker)
+    records.put(items[5])
+    records.put(None)  # QueueListener's end mark, as stop() enqueues it
+
+    listener.handle(items[0])
+
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" request_id=")[1].split(" ")[0] for line in lines[:5]] == [
+        f"req-{i}" for i in range(5)
+    ]
+    assert lines[5].endswith("marker")
+    assert stream.writes == 2  # the five delivery lines, then the marker
+    # The run stopped at the marker; the next one stops at the end mark and leaves it queued.
+    listener.handle(records.get_nowait())
+    assert stream.getvalue().splitlines()[6].split(" request_id=")[1].split(" ")[0] == "req-5"
+    assert records.get_nowait() is None
+    assert records.empty()

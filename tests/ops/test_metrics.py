@@ -159,6 +159,28 @@ def test_duplicates_and_storage_failures_are_counted(client: TestClient, databas
         assert after[("razorpay", outcome)] - before.get(("razorpay", outcome), 0.0) == count
 
 
+def test_each_batch_is_counted_with_its_events_and_write_time(client: TestClient, database_url: str) -> None:
+    """Group commit under load shows in two histograms: events per batch and the write's seconds. Each
+    sequential delivery is a batch of its own; a GoCardless-style many-event delivery is one batch."""
+    before = scrape(client)
+    for index in range(3):
+        body, headers = razorpay_delivery(razorpay_event(event_id=f"evt_metrics_batch_{index}"))
+        assert post_razorpay(client, body, headers).status_code == 200
+    after = scrape(client)
+
+    def grew(name: str) -> float:
+        key = (
+            name,
+            frozenset({("database", "postgresql" if database_url.startswith("postgresql") else "sqlite")}),
+        )
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("webhook_batch_events_count") == 3
+    assert grew("webhook_batch_events_sum") == 3
+    assert grew("webhook_batch_write_seconds_count") == 3
+    assert 0 < grew("webhook_batch_write_seconds_sum") < 3 * 5.0  # each under the store timeout
+
+
 def test_every_outcome_of_every_provider_is_exposed_from_the_start(client: TestClient) -> None:
     outcomes = deliveries(scrape(client))
     for provider in ("razorpay", "stripe", "paypal", "standard", "paystack"):

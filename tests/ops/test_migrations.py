@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,15 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, Table, create_engine, inspect, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, inspect, select, text
+from sqlalchemy.orm import Session
 
 from config import Settings
 from database import normalise_url
-from models import Base
+from models import Base, Event
 from ops import migrate
 
-HEADS = {"0007"}
+HEADS = {"0008"}
 # Not imported from conftest: the spawned processes below import this module, and should start quickly.
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,6 +150,41 @@ def test_0003_gives_the_events_already_stored_their_signed_keys(database_url: st
         ("WH-FORGED", None),
         ("evt_s", None),
     ]
+
+
+def test_0007_counts_one_delivery_of_each_delivered_event_and_none_of_a_recovered_one(
+    database_url: str, engine: Engine
+) -> None:
+    config = migrate.alembic_config(database_url)
+    command.upgrade(config, "0006")
+    events = Table("webhook_events", MetaData(), autoload_with=engine)
+    at = datetime(2025, 7, 7, 12, 0, tzinfo=UTC)
+    with engine.begin() as connection:
+        for number, origin in enumerate(("webhook", "recovery", "webhook")):
+            connection.execute(
+                events.insert().values(
+                    provider="stripe",
+                    event_id=f"evt_{number}",
+                    id_derived=False,
+                    occurred_at=at,
+                    received_at=at + timedelta(minutes=number),
+                    raw_body=b"{}",
+                    headers={},
+                    origin=origin,
+                )
+            )
+
+    command.upgrade(config, "head")
+
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Event.event_id, Event.delivery_count, Event.last_delivered_at).order_by(Event.id)
+        )
+        assert [tuple(row) for row in rows] == [
+            ("evt_0", 1, at),
+            ("evt_1", 0, None),
+            ("evt_2", 1, at + timedelta(minutes=2)),
+        ]
 
 
 def test_make_migrate_applies_the_migrations_to_database_url(database_url: str, engine: Engine) -> None:

@@ -108,9 +108,17 @@ def test_late_webhooks_after_recovery_are_all_duplicates(
     events = outage(fake, 20)
     Recoverer(client)("stripe", since=SINCE, until=UNTIL)
 
+    recovered = client.get(f"/events/stripe/{events[0]['id']}").json()
+    assert (recovered["delivery_count"], recovered["last_delivered_at"]) == (0, None)
+
     assert [deliver(client, event) for event in events] == ["duplicate"] * 20
     assert count(client, Event) == 20
     assert count(client, Event, origin="webhook") == 0
+    # A recovered copy is not a delivery: each webhook that arrives afterwards is the first.
+    delivered = client.get(f"/events/stripe/{events[0]['id']}").json()
+    assert delivered["origin"] == "recovery"
+    assert delivered["delivery_count"] == 1
+    assert delivered["last_delivered_at"] > delivered["received_at"]
 
 
 def test_recovery_after_the_webhooks_finds_nothing_new(
@@ -125,6 +133,8 @@ def test_recovery_after_the_webhooks_finds_nothing_new(
     assert (report.new, report.duplicate, report.changed) == (0, 20, [])
     assert count(client, Event, origin="webhook") == 20
     assert count(client, Event) == 20
+    detail = client.get(f"/events/stripe/{events[0]['id']}").json()
+    assert (detail["delivery_count"], detail["last_delivered_at"]) == (1, detail["received_at"])
 
 
 def test_a_rate_limit_is_waited_out_as_retry_after_asks(

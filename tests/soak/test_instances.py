@@ -1,7 +1,8 @@
 """Several instances: two server processes on one PostgreSQL database, the same 1,000 events delivered
 to both at once, each several times. Exactly one delivery of each event is answered "processed", every
-other one "duplicate", there are exactly 1,000 rows, and not one 5xx. This is how the service scales
-past one process or one machine: stateless processes behind a load balancer, PostgreSQL deciding."""
+other one "duplicate", there are exactly 1,000 rows whose delivery counts add up to every delivery, and
+not one 5xx. This is how the service scales past one process or one machine: stateless processes
+behind a load balancer, PostgreSQL deciding."""
 
 import random
 from pathlib import Path
@@ -44,6 +45,7 @@ def test_two_instances_on_one_postgres_store_each_event_exactly_once(
             rows = connection.scalar(select(func.count()).select_from(Event))
             distinct = connection.scalar(select(func.count(func.distinct(Event.event_id))))
             folded = connection.scalar(select(func.sum(Payment.event_count)))
+            delivered = connection.scalar(select(func.sum(Event.delivery_count)))
             payments = connection.scalar(select(func.count()).select_from(Payment))
         engine.dispose()
 
@@ -53,6 +55,7 @@ def test_two_instances_on_one_postgres_store_each_event_exactly_once(
     assert sorted(processed) == sorted(d.event_id for d in deliveries), "an event was processed twice"
     assert (rows, distinct) == (EVENTS, EVENTS)
     assert (folded, payments) == (EVENTS, -(-EVENTS // 3))  # the projection counted each event once
+    assert delivered == len(sends), "the delivery counts do not add up to the deliveries answered"
     seconds = max(a.finished for a in recorder.answers) - min(a.started for a in recorder.answers)
     report(
         "instances[postgresql]",
