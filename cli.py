@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings, get_settings
 from database import make_engine
+from destinations import commands as destinations_commands
 from forwarding import commands as forwarding_commands
 from forwarding import outbox
 from forwarding.stream import StreamMismatch
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_purge_command(commands)
     recovery_command.add_command(commands)
     add_forwarding_commands(commands)
+    destinations_commands.add_command(commands)
     return parser
 
 

@@ -204,6 +204,13 @@ class Settings(BaseSettings):
     forward_batch_max: int = Field(default=1000, ge=1)
     forward_poll_seconds: float = Field(default=2.0, gt=0)
 
+    # Destinations (destinations/): the YAML file declaring the services events are POSTed to, signed
+    # with Standard Webhooks. Unset: nothing is forwarded over HTTP.
+    destinations_file: str | None = None
+    # How often the dispatcher looks for work besides being woken (another instance's commits, a
+    # pause or replay made by another process).
+    destinations_poll_seconds: float = Field(default=1.0, gt=0)
+
     @field_validator(
         "razorpay_webhook_secret",
         "stripe_webhook_secret",

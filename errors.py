@@ -129,3 +129,16 @@ class ProviderUnavailable(RecoveryError):
 class RecoveryNotSupported(ApiError):
     status_code = 404
     code = "recovery_not_supported"
+
+
+# --- destinations: signed HTTP forwarding (destinations/) --------------------------------------------
+
+
+class DestinationNotFound(ApiError):
+    status_code = 404
+    code = "destination_not_found"
+
+
+class DestinationsFileInvalid(Exception):
+    """DESTINATIONS_FILE cannot be read or does not validate: start-up stops with this message, which
+    names the file, the entry and the field. Never answered over HTTP (the service does not start)."""

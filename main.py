@@ -6,7 +6,7 @@ ARCHITECTURE.md follows one delivery and one read through the packages.
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -22,7 +22,9 @@ from api.reader import Reader
 from config import Settings, get_settings
 from console import routes as console
 from database import make_engine
-from errors import ApiError
+from destinations.routes import router as destinations_router
+from destinations.service import Destinations
+from errors import ApiError, DestinationsFileInvalid
 from forwarding.service import Forwarding
 from ingest.sinks import make_sinks
 from ingest.store import EventWriter
@@ -46,17 +48,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(migrate.prepare_schema, settings)
     # Forwarding to NATS (off without NATS_URL): the relay is woken after each commit.
     forwarding = Forwarding.configure(engine, settings)
+    # Destinations (off without DESTINATIONS_FILE; a file that does not validate stops start-up here):
+    # a second reader of the same outbox, woken after each commit too.
+    try:
+        destinations = Destinations.configure(engine, settings)
+    except DestinationsFileInvalid:
+        engine.dispose()
+        stop_logging()
+        raise
+    wakers = [part.wake for part in (forwarding, destinations) if part is not None]
     writer = EventWriter(
         make_sinks(engine, settings),
         batch_max=settings.write_batch_max,
         queue_max=settings.write_queue_max,
         timeout=settings.store_timeout_seconds,
-        on_commit=forwarding.wake if forwarding else None,
+        on_commit=wake_all(wakers),
         on_batch=partial(metrics.observe_batch, engine.dialect.name),
     )
     await writer.start()
     if forwarding:
         await forwarding.start()
+    if destinations:
+        await destinations.start()
+    app.state.destinations = destinations
     app.state.settings = settings
     app.state.engine = engine
     app.state.reader = Reader(
@@ -91,9 +105,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await writer.stop()
         if forwarding:
             await forwarding.stop()
+        if destinations:
+            await destinations.stop()
         await app.state.reader.close()
         engine.dispose()
         stop_logging()
+
+
+def wake_all(wakers: list[Callable[[], None]]) -> Callable[[], None] | None:
+    """One on_commit for every reader of the outbox (forwarding's relay, destinations' intake)."""
+    if len(wakers) <= 1:
+        return wakers[0] if wakers else None
+
+    def wake() -> None:
+        for each in wakers:
+            each()
+
+    return wake
 
 
 # --- errors: one JSON shape for everything -----------------------------------------------------------
@@ -146,6 +174,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    # Before the read routes: /events/{provider}/{id} would otherwise take .../attempts as part of the id.
+    app.include_router(destinations_router)
     app.include_router(reads.router)
     app.include_router(console.router)
     app.include_router(recovery_router)

@@ -10,12 +10,14 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     LargeBinary,
     String,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -172,8 +174,8 @@ EventIds = ARRAY(BigInteger).with_variant(JSON(), "sqlite")
 
 
 class ForwardBatch(Base):
-    """One statement's new events, by transaction (PostgreSQL only; see FORWARD_TRIGGER_DDL). Rows at or
-    before the relay's cursor are deleted as the cursor moves, so the table stays small."""
+    """One statement's new events, by transaction (PostgreSQL only; see FORWARD_TRIGGER_DDL). Rows that
+    every cursor (the relay's, destinations' intake's) has passed are deleted, so the table stays small."""
 
     __tablename__ = "forward_batches"
 
@@ -221,3 +223,111 @@ def _create_forward_trigger(target: Any, connection: Any, **_: Any) -> None:
 
 # create_all (tests, a fresh schema without Alembic) gets the trigger as the migration makes it.
 event.listen(Event.__table__, "after_create", _create_forward_trigger)
+
+
+# --- destinations (destinations/): signed HTTP forwarding to the operator's own services ------------
+
+class DestinationDelivery(Base):
+    """One event owed to one destination. The id is the outbox's order (rows are added by one intake,
+    in commit order), which per-payment ordering follows. `state` is pending, delivered or dead;
+    `round_attempts` counts the attempts since the event was last queued (a replay starts a new round),
+    `attempts` every attempt ever (the number the next attempt record gets)."""
+
+    __tablename__ = "destination_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    event_row_id: Mapped[int] = mapped_column(BigInteger)
+    provider: Mapped[Str32]
+    event_id: Mapped[Str255]
+    payment_id: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int]
+    round_attempts: Mapped[int]
+    queued_at: Mapped[UTC_TIME]
+    next_attempt_at: Mapped[UTC_TIME]
+    updated_at: Mapped[UTC_TIME]
+    replay_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # The guarantee that an event is owed once per destination, however often the intake repeats.
+        UniqueConstraint("destination", "event_row_id", name="uq_destination_deliveries_event"),
+        # Partial indexes over the pending rows only: they stay as small as the backlog, however many
+        # deliveries are done, and each matches one question exactly. What is due next:
+        Index(
+            "ix_destination_deliveries_due",
+            "destination",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        # Per-payment ordering: is an earlier event of this payment still owed?
+        Index(
+            "ix_destination_deliveries_payment",
+            "destination",
+            "provider",
+            "payment_id",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        # The dead list and the counts by state, in id order.
+        Index("ix_destination_deliveries_state_id", "destination", "state", "id"),
+        Index("ix_destination_deliveries_replay", "replay_id"),
+    )
+
+
+class DestinationAttempt(Base):
+    """Every attempt, durably: recorded in the transaction that moves its delivery on."""
+
+    __tablename__ = "destination_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
+    destination: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[Str32]
+    event_id: Mapped[Str255]
+    attempt: Mapped[int]
+    attempted_at: Mapped[UTC_TIME]
+    # delivered, or failed; a failed attempt has a status code (any non-2xx) or an error class.
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(32))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    # The first 1 KiB of the answer's body, as text (undecodable bytes replaced).
+    response_body: Mapped[str | None] = mapped_column(String())
+
+    __table_args__ = (
+        Index("ix_destination_attempts_event", "provider", "event_id", "id"),
+        Index("ix_destination_attempts_delivery", "delivery_id"),
+    )
+
+
+class DestinationStatus(Base):
+    """Per destination: paused or not, and the last success and failure (GET /destinations)."""
+
+    __tablename__ = "destination_status"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(default=False)
+    last_success_at: Mapped[datetime | None]
+    last_failure_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[UTC_TIME]
+
+
+class DestinationReplay(Base):
+    """A replay: which filter, how many events it queued. A replay of the same filter while its events
+    are still pending answers this one again instead of queueing them twice."""
+
+    __tablename__ = "destination_replays"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    filter_key: Mapped[str] = mapped_column(String(64))
+    filter: Mapped[dict[str, Any]]
+    queued: Mapped[int]
+    created_at: Mapped[UTC_TIME]
+
+    __table_args__ = (Index("ix_destination_replays_filter", "destination", "filter_key", "id"),)

@@ -64,6 +64,12 @@ def decode_feed(cursor: str) -> int:
     return _row_id(row_id)
 
 
+def decode_row_id(cursor: str, kind: str) -> int:
+    """A cursor of a list keyed by one row id (the feed's, a destination's dead list)."""
+    (row_id,) = _values(cursor, kind, 1)
+    return _row_id(row_id)
+
+
 def next_link(request: Request, cursor: str) -> str:
     """The same request with `after` set to `cursor`, as a relative URL (right behind any proxy)."""
     query = [(name, value) for name, value in request.query_params.multi_items() if name != "after"]

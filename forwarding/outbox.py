@@ -15,6 +15,7 @@ import fcntl
 import os
 import socket
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Final, cast
@@ -125,9 +126,12 @@ def stored_event(row: Row[Any]) -> StoredEvent:
 
 
 class Outbox:
-    def __init__(self, engine: Engine, *, stream: str, raw_body: bool) -> None:
+    def __init__(self, engine: Engine, *, stream: str, raw_body: bool, lock_name: str = "relay-lock") -> None:
         self._engine = engine
         self._stream = stream
+        # SQLite's lock file is `{database}.{lock_name}`: each reader of the outbox (the NATS relay,
+        # destinations' intake) has its own cursor row and its own lock.
+        self._lock_name = lock_name
         self._raw_body = raw_body
         self._postgres = engine.dialect.name == "postgresql"
         self._connection: Connection | None = None
@@ -176,7 +180,7 @@ class Outbox:
             return held
         if self._lock_file is None:
             # SQLite: several processes on one file (uvicorn --workers) take turns by a file lock.
-            path = f"{self._engine.url.database}.relay-lock"
+            path = f"{self._engine.url.database}.{self._lock_name}"
             lock_file = open(path, "ab")  # noqa: SIM115 (held for the relay's life)
             try:
                 fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -247,11 +251,19 @@ class Outbox:
             (p, pid): PaymentState(status, (rank, at, row_id)) for p, pid, status, rank, at, row_id in rows
         }
 
-    def advance(self, pending: Pending, moved: dict[PaymentKey, PaymentState]) -> None:
+    def advance(
+        self,
+        pending: Pending,
+        moved: dict[PaymentKey, PaymentState],
+        *,
+        along: Callable[[Connection], object] | None = None,
+    ) -> None:
         """Everything in `pending` is in the stream: move the cursor and the published states, in one
-        transaction."""
+        transaction (with `along`'s statements first: destinations' intake records what it owes in it)."""
         end = pending.end
         with self.connection.begin():
+            if along is not None:
+                along(self.connection)
             self.connection.execute(
                 update(ForwardCursor)
                 .where(ForwardCursor.stream == self._stream)
@@ -287,9 +299,12 @@ class Outbox:
                     rows,
                 )
             if self._postgres:
+                # Only what every cursor has passed: destinations' intake reads the same batches.
                 self.connection.execute(
-                    text("DELETE FROM forward_batches WHERE (txid, seq) <= (:txid, :seq)"),
-                    {"txid": end.txid, "seq": end.seq},
+                    text(
+                        "DELETE FROM forward_batches WHERE (txid, seq) <= "
+                        "(SELECT txid, seq FROM forward_cursor ORDER BY txid, seq LIMIT 1)"
+                    )
                 )
 
     def close(self) -> None:

@@ -1,0 +1,255 @@
+"""Destinations, measured: `python -m bench.destinations [--database postgresql|sqlite] [--quick]`.
+
+1. Ingest with no destinations, and with two (a healthy local receiver and one that is down), side by
+   side (the same wrk load, alternating, two rounds each).
+2. Delivery rate to a healthy local receiver: events stored while the destination is paused, then the
+   rate at which they arrive once it is resumed.
+3. The time from our 2xx to the receiver's receipt, at a paced 500 deliveries/s.
+Each run has its own database; the receiver is an asyncio HTTP/1.1 server in this process that answers
+200 at once and notes when each webhook-id arrived.
+"""
+
+import argparse
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import requests
+import yaml
+
+from bench import payloads, wrk
+from bench.databases import fresh
+from bench.servers import OURS, Server, free_port
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
+TOKEN = "bench_token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Receiver:
+    """Answers every POST with 200 and records (webhook-id -> first arrival, monotonic)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.arrived: dict[str, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> "Receiver":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        server = loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", self.port))
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            server.close()
+            loop.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                headers = dict(
+                    line.split(":", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ":" in line
+                )
+                lowered = {name.strip().lower(): value.strip() for name, value in headers.items()}
+                await reader.readexactly(int(lowered.get("content-length", "0")))
+                self.arrived.setdefault(lowered.get("webhook-id", ""), time.monotonic())
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+def destinations_file(folder: Path, *, healthy: str | None, down: bool, max_in_flight: int) -> Path:
+    entries = []
+    if healthy:
+        entries.append({"name": "healthy", "url": healthy, "secret": SECRET, "max_in_flight": max_in_flight})
+    if down:
+        entries.append({"name": "down", "url": f"http://127.0.0.1:{free_port()}/x", "secret": SECRET})
+    path = folder / "destinations.yaml"
+    path.write_text(yaml.safe_dump({"destinations": entries}))
+    return path
+
+
+def env_for(database_url: str, destinations: Path | None) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": database_url,
+        "RAZORPAY_WEBHOOK_SECRET": payloads.SECRET,
+        "LOG_LEVEL": "WARNING",
+        "API_TOKENS": TOKEN,
+    }
+    if destinations is not None:
+        env["DESTINATIONS_FILE"] = str(destinations)
+    return env
+
+
+def ingest_round(kind: str, folder: Path, *, with_destinations: bool, tag: str, budget_s: float) -> float:
+    receiver = Receiver().start() if with_destinations else None
+    try:
+        path = None
+        if receiver is not None:
+            path = destinations_file(folder, healthy=receiver.url, down=True, max_in_flight=8)
+        with (
+            fresh(kind, folder, tag) as database,
+            Server(OURS, workers=1, env=env_for(database.url, path), log_path=folder / f"{tag}.log") as srv,
+        ):
+            srv.wait_ready()
+            deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
+            result = wrk.run(
+                url=srv.url,
+                requests=[payloads.webhook_request(d) for d in deliveries],
+                connections=32,
+                budget_s=budget_s,
+                workdir=folder,
+            )
+            return result.rps
+    finally:
+        if receiver is not None:
+            receiver.stop()
+
+
+def post_all(url: str, count: int, *, tag: str, rate: float | None, acked: dict[str, float]) -> None:
+    """POST `count` deliveries with 8 threads, paced to `rate` per second when given."""
+    deliveries = payloads.deliveries(count=count, tag=tag, duplicate_ratio=0.0)
+    threads = 8
+    start = time.monotonic() + 0.2
+
+    def send(offset: int) -> None:
+        with requests.Session() as session:
+            for index in range(offset, len(deliveries), threads):
+                if rate is not None and (pause := start + index / rate - time.monotonic()) > 0:
+                    time.sleep(pause)  # pacing to the target rate
+                d = deliveries[index]
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Razorpay-Signature": d.signature,
+                    "X-Razorpay-Event-Id": d.event_id,
+                }
+                answer = session.post(url + payloads.WEBHOOK_PATH, data=d.body, headers=headers, timeout=10)
+                if answer.status_code == 200:
+                    acked[f"razorpay:{d.event_id}"] = time.monotonic()
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(threads)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+
+
+def wait_for(predicate: Callable[[], bool], deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)  # polling for the receiver's count
+    return False
+
+
+def delivery_rate(kind: str, folder: Path, *, events: int) -> tuple[float, int]:
+    """Events stored while the destination is paused; then events/s from resume to the last arrival."""
+    receiver = Receiver().start()
+    try:
+        path = destinations_file(folder, healthy=receiver.url, down=False, max_in_flight=32)
+        with (
+            fresh(kind, folder, "rate") as database,
+            Server(OURS, workers=1, env=env_for(database.url, path), log_path=folder / "rate.log") as srv,
+        ):
+            srv.wait_ready()
+            requests.post(srv.url + "/destinations/healthy/pause", headers=AUTH, timeout=10)
+            post_all(srv.url, events, tag="rate", rate=None, acked={})
+            started = time.monotonic()
+            requests.post(srv.url + "/destinations/healthy/resume", headers=AUTH, timeout=10)
+            wait_for(lambda: len(receiver.arrived) >= events, deadline_s=120)
+            last = max(receiver.arrived.values(), default=started)
+            return len(receiver.arrived) / max(last - started, 1e-9), len(receiver.arrived)
+    finally:
+        receiver.stop()
+
+
+def latency(kind: str, folder: Path, *, rate: int, seconds: int) -> list[float]:
+    """Seconds from each 2xx to its webhook-id's arrival at the receiver."""
+    receiver = Receiver().start()
+    acked: dict[str, float] = {}
+    try:
+        path = destinations_file(folder, healthy=receiver.url, down=False, max_in_flight=32)
+        with (
+            fresh(kind, folder, "latency") as database,
+            Server(OURS, workers=1, env=env_for(database.url, path), log_path=folder / "lat.log") as srv,
+        ):
+            srv.wait_ready()
+            post_all(srv.url, rate * seconds, tag="lat", rate=rate, acked=acked)
+            wait_for(lambda: all(key in receiver.arrived for key in acked), deadline_s=30)
+    finally:
+        receiver.stop()
+    return [receiver.arrived[key] - at for key, at in acked.items() if key in receiver.arrived]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
+    parser.add_argument("--quick", action="store_true", help="one short round of each part (a smoke run)")
+    parser.add_argument("--parts", default="ingest,rate,latency")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    with TemporaryDirectory(prefix="bench-destinations-") as directory:
+        folder = Path(directory)
+        if "ingest" in parts:
+            rounds = 1 if args.quick else 2
+            budget = 3.0 if args.quick else 10.0
+            without, with_two = [], []
+            for n in range(rounds):
+                without.append(
+                    ingest_round(
+                        args.database, folder, with_destinations=False, tag=f"off{n}", budget_s=budget
+                    )
+                )
+                with_two.append(
+                    ingest_round(args.database, folder, with_destinations=True, tag=f"on{n}", budget_s=budget)
+                )
+            off, on = statistics.median(without), statistics.median(with_two)
+            print(
+                f"ingest {args.database}: none {off:.0f}/s, "
+                f"two destinations (one down) {on:.0f}/s: {on / off:.2f}x"
+            )
+        if "rate" in parts:
+            per_second, delivered = delivery_rate(
+                args.database, folder, events=2_000 if args.quick else 20_000
+            )
+            print(
+                f"delivery {args.database}: {delivered} events "
+                f"to a healthy local receiver at {per_second:.0f}/s"
+            )
+        if "latency" in parts:
+            seconds = 3 if args.quick else 10
+            waits = sorted(latency(args.database, folder, rate=500, seconds=seconds))
+            if waits:
+                p50, p99 = waits[len(waits) // 2], waits[min(len(waits) - 1, int(len(waits) * 0.99))]
+                print(
+                    f"latency {args.database} at 500/s: {len(waits)} events, 2xx -> receipt "
+                    f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {waits[-1] * 1000:.1f} ms"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""The dispatcher's SQL: owing events to destinations (the intake), picking what is due, and recording
+each attempt with its delivery's next state in one transaction. Plain functions over a Connection."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Select, Table, bindparam, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+
+from destinations.file import Destination
+from destinations.sender import Result
+from forwarding.messages import StoredEvent
+from forwarding.outbox import event_columns, stored_event
+from models import DestinationAttempt, DestinationDelivery, DestinationStatus, Event
+
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A delivery to attempt now, with its event."""
+
+    delivery_id: int
+    attempts: int
+    round_attempts: int
+    queued_at: datetime
+    event: StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One attempt's outcome, and where it leaves its delivery (`next_attempt_at` None: not pending)."""
+
+    due: Due
+    attempted_at: datetime
+    result: Result
+    state: str
+    next_attempt_at: datetime | None
+
+
+def _insert(connection: Connection) -> Any:
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+
+
+def ensure_status(connection: Connection, names: Iterable[str], *, now: datetime) -> None:
+    rows = [{"name": name, "paused": False, "updated_at": now} for name in names]
+    if rows:
+        connection.execute(
+            _insert(connection)(DestinationStatus).on_conflict_do_nothing(index_elements=["name"]), rows
+        )
+
+
+def enqueue(
+    connection: Connection,
+    destinations: Sequence[Destination],
+    events: Sequence[StoredEvent],
+    *,
+    now: datetime,
+) -> int:
+    """Owe each event to every destination whose filters it matches; an event already owed stays as it
+    is (the intake may repeat after a crash). Returns how many rows were offered."""
+    rows = [
+        {
+            "destination": destination.name,
+            "event_row_id": event.row_id,
+            "provider": event.provider,
+            "event_id": event.event_id,
+            "payment_id": event.payment_id,
+            "state": PENDING,
+            "attempts": 0,
+            "round_attempts": 0,
+            "queued_at": now,
+            "next_attempt_at": now,
+            "updated_at": now,
+        }
+        for event in events
+        for destination in destinations
+        if destination.matches(provider=event.provider, event_type=event.event_type, status=event.status)
+    ]
+    if rows:
+        connection.execute(
+            _insert(connection)(DestinationDelivery).on_conflict_do_nothing(
+                index_elements=["destination", "event_row_id"]
+            ),
+            rows,
+        )
+    return len(rows)
+
+
+def is_paused(connection: Connection, name: str) -> bool:
+    paused = connection.execute(
+        select(DestinationStatus.paused).where(DestinationStatus.name == name)
+    ).scalar_one_or_none()
+    return bool(paused)
+
+
+# (id, attempts, round_attempts, queued_at, event_row_id, next_attempt_at)
+Candidates = Select[int, int, int, datetime, int, datetime]
+
+
+def _candidates(destination: Destination, *, claimed: Iterable[int]) -> Candidates:
+    """The destination's pending deliveries that may be sent when their time comes: not claimed by the
+    worker already and, with ordering on, each payment's earliest owed event only (later ones wait until
+    it is delivered or dead). Both partial indexes of the pending rows serve it."""
+    owed = DestinationDelivery
+    query = select(
+        owed.id, owed.attempts, owed.round_attempts, owed.queued_at, owed.event_row_id, owed.next_attempt_at
+    ).where(owed.destination == destination.name, owed.state == PENDING)
+    skip = sorted(claimed)
+    if skip:
+        query = query.where(owed.id.not_in(skip))
+    if destination.ordered:
+        earlier = aliased(DestinationDelivery)
+        query = query.where(
+            ~exists().where(
+                earlier.destination == owed.destination,
+                earlier.provider == owed.provider,
+                earlier.payment_id == owed.payment_id,
+                earlier.state == PENDING,
+                earlier.id < owed.id,
+            )
+        )
+    return query
+
+
+def due(
+    connection: Connection,
+    destination: Destination,
+    *,
+    now: datetime,
+    limit: int,
+    claimed: Iterable[int] = (),
+) -> tuple[list[Due], int]:
+    """Up to `limit` deliveries to send now, oldest retry time first, with their events (read after the
+    deliveries are chosen); and how many were given up because their event is gone (the caller
+    commits)."""
+    owed = DestinationDelivery
+    chosen = (
+        _candidates(destination, claimed=claimed)
+        .where(owed.next_attempt_at <= now)
+        .order_by(owed.next_attempt_at, owed.id)
+        .limit(limit)
+        .subquery("chosen")
+    )
+    query = (
+        select(
+            chosen.c.id,
+            chosen.c.attempts,
+            chosen.c.round_attempts,
+            chosen.c.queued_at,
+            *event_columns(False).selected_columns,
+        )
+        .outerjoin(Event, Event.id == chosen.c.event_row_id)
+        .order_by(chosen.c.next_attempt_at, chosen.c.id)
+    )
+    rows = connection.execute(query).all()
+    # An event that retention deleted while it was owed cannot be sent: it is dead, so that the
+    # payment's later events do not wait behind it for ever.
+    purged = [row[0] for row in rows if row.provider is None]
+    if purged:
+        give_up(connection, purged, now=now)
+    due = [Due(row[0], row[1], row[2], row[3], stored_event(row)) for row in rows if row.provider is not None]
+    return due, len(purged)
+
+
+def give_up(connection: Connection, delivery_ids: list[int], *, now: datetime) -> None:
+    connection.execute(
+        update(DestinationDelivery)
+        .where(DestinationDelivery.id.in_(delivery_ids), DestinationDelivery.state == PENDING)
+        .values(state=DEAD, updated_at=now)
+    )
+
+
+def next_due_at(
+    connection: Connection, destination: Destination, *, claimed: Iterable[int] = ()
+) -> datetime | None:
+    """When the next delivery that is not waiting behind another becomes due (to sleep until then)."""
+    owed = DestinationDelivery
+    query = _candidates(destination, claimed=claimed).order_by(owed.next_attempt_at, owed.id).limit(1)
+    row = connection.execute(query).first()
+    return None if row is None else row.next_attempt_at
+
+
+def record(connection: Connection, name: str, recorded: Sequence[Recorded]) -> None:
+    """Every attempt, and its delivery's next state, and the destination's last success and failure."""
+    if not recorded:
+        return
+    connection.execute(
+        _insert(connection)(DestinationAttempt),
+        [
+            {
+                "delivery_id": item.due.delivery_id,
+                "destination": name,
+                "provider": item.due.event.provider,
+                "event_id": item.due.event.event_id,
+                "attempt": item.due.attempts + 1,
+                "attempted_at": item.attempted_at,
+                "outcome": "delivered" if item.result.delivered else "failed",
+                "status_code": item.result.status_code,
+                "error": item.result.error,
+                "latency_ms": item.result.latency_ms,
+                "response_body": item.result.body,
+            }
+            for item in recorded
+        ],
+    )
+    owed = cast(Table, DestinationDelivery.__table__)
+    connection.execute(
+        update(owed)
+        .where(owed.c.id == bindparam("b_id"))
+        .values(
+            state=bindparam("b_state"),
+            attempts=bindparam("b_attempts"),
+            round_attempts=bindparam("b_round"),
+            next_attempt_at=bindparam("b_next"),
+            updated_at=bindparam("b_now"),
+        ),
+        [
+            {
+                "b_id": item.due.delivery_id,
+                "b_state": item.state,
+                "b_attempts": item.due.attempts + 1,
+                "b_round": item.due.round_attempts + 1,
+                "b_next": item.next_attempt_at or item.attempted_at,
+                "b_now": item.attempted_at,
+            }
+            for item in recorded
+        ],
+    )
+    successes = [item.attempted_at for item in recorded if item.result.delivered]
+    failures = [item for item in recorded if not item.result.delivered]
+    values: dict[str, Any] = {"updated_at": max(item.attempted_at for item in recorded)}
+    if successes:
+        values["last_success_at"] = max(successes)
+    if failures:
+        last = max(failures, key=lambda item: item.attempted_at)
+        values["last_failure_at"] = last.attempted_at
+        values["last_error"] = describe(last.result)
+    connection.execute(update(DestinationStatus).where(DestinationStatus.name == name).values(**values))
+
+
+def describe(result: Result) -> str:
+    """An attempt's failure in a few words: `http 503`, `timeout`, `connect_error`."""
+    if result.error == "http_status":
+        return f"http {result.status_code}"
+    return result.error or "delivered"
