@@ -30,7 +30,7 @@ from bench.databases import ensure_postgres, fresh_postgres  # noqa: E402
 from config import Settings  # noqa: E402
 from database import make_engine  # noqa: E402
 from ingest.batch import Batch  # noqa: E402
-from ingest.sinks import PostgresSql, json_parameter  # noqa: E402
+from ingest.sinks import PostgresSql, batch_parameters  # noqa: E402
 from ops import migrate  # noqa: E402
 from payments.events import NormalizedEvent  # noqa: E402
 
@@ -78,7 +78,7 @@ def measure(variant: str, *, batches: int, size: int) -> tuple[float, float]:
             wall, cpu = time.perf_counter(), time.process_time()
             for number in range(batches):
                 events = [an_event(number * size + index) for index in range(size)]
-                connection.execute(sql.write_batch, json_parameter(Batch.plan(events).unique)).fetchall()
+                connection.execute(sql.write_batch, batch_parameters(Batch.plan(events))).fetchall()
             return (time.perf_counter() - wall) / batches, (time.process_time() - cpu) / batches
 
 
