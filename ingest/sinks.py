@@ -124,7 +124,9 @@ def delivered_row(rows: FromClause, *, fallback: bool) -> ColumnElement[Any]:
     left to a later statement, which sees what other transactions have committed since."""
     events = cast(Table, Event.__table__)
     held, named = events.alias("held"), events.alias("named")
-    holds_key = and_(held.c.signed_key == rows.c.signed_key, held.c.provider == rows.c.provider)
+    holds_key = and_(
+        held.c.signed_key == rows.c.signed_key, by_signed_key(held.c.provider) == rows.c.provider
+    )
     holder = select(held.c.id).where(
         holds_key, or_(held.c.redacted_at.is_not(None), held.c.raw_body == rows.c.raw_body)
     )
@@ -184,6 +186,16 @@ def new_events(insert: AnyInsert, rows_of: RowsOf) -> AnyInsert:
     return insert.from_select([column.name for column in columns], rows_of(columns)).on_conflict_do_nothing()
 
 
+def by_signed_key(provider: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A holder's provider as the signed-key lookups compare it: `provider || ''`, which no index covers,
+    so the only index those lookups can use is the signed key's. PostgreSQL keeps one plan for the
+    writer's prepared statements; made while the table was small, where every index looked as cheap,
+    it could find holders through (provider, event_id) on the provider alone, a scan of all that
+    provider's rows for each lookup, which grew with the table (BENCHMARKS.md, "Where PostgreSQL
+    ingest's time goes")."""
+    return provider.concat(literal_column("''"))
+
+
 def signed_key_holders(rows_of: RowsOf) -> Select[*tuple[Any, ...]]:
     """`SELECT provider, signed_key, raw_body FROM webhook_events JOIN (the keys) ...`: the stored body
     of each row holding one of the signed keys in `rows_of` (rows of provider and signed_key), NULL
@@ -193,7 +205,9 @@ def signed_key_holders(rows_of: RowsOf) -> Select[*tuple[Any, ...]]:
     return select(
         table.c.provider, table.c.signed_key, case((table.c.redacted_at.is_(None), table.c.raw_body))
     ).join_from(
-        table, wanted, and_(table.c.provider == wanted.c.provider, table.c.signed_key == wanted.c.signed_key)
+        table,
+        wanted,
+        and_(by_signed_key(table.c.provider) == wanted.c.provider, table.c.signed_key == wanted.c.signed_key),
     )
 
 

@@ -156,3 +156,36 @@ def test_a_row_the_database_refuses_fails_alone(migrated_engine: Engine, flaw: s
     with Session(migrated_engine) as session:
         stored = set(session.scalars(select(Event.event_id)))
     assert stored == {before.event_id, after.event_id}
+
+
+def test_postgres_finds_signed_key_holders_by_the_signed_key_index_in_any_plan(
+    migrated_engine: Engine,
+) -> None:
+    """PostgreSQL keeps one generic plan for the writer's prepared batch statement, made whenever the
+    table happened to be small. Forced to plan generically on an empty table (where every index costs
+    the same), the lookups of signed-key holders must still go through the signed key's index, never
+    through (provider, event_id) on the provider alone, which scans every row of that provider."""
+    if migrated_engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plans")
+    import psycopg
+    import psycopg.sql
+
+    from ingest.batch import Batch
+    from ingest.sinks import PostgresSql, batch_parameters
+
+    sql = PostgresSql(migrated_engine.dialect)
+    events = [an_event(event_id=f"evt_plan_{index}") for index in range(3)]
+    url = migrated_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SET plan_cache_mode = force_generic_plan")
+        connection.execute(
+            "PREPARE batch_plan(json, json) AS "
+            + sql.write_batch.replace("%(rows)s", "$1").replace("%(repeated)s", "$2")
+        )
+        parameters = batch_parameters(Batch.plan(events))
+        explain = psycopg.sql.SQL("EXPLAIN EXECUTE batch_plan({}, {})").format(
+            psycopg.sql.Literal(parameters["rows"]), psycopg.sql.Literal(parameters["repeated"])
+        )
+        plan = "\n".join(row[0] for row in connection.execute(explain))
+    held = [line for line in plan.splitlines() if " held" in line]
+    assert held and all("uq_webhook_events_provider_signed_key" in line for line in held), plan
