@@ -8,8 +8,9 @@ Each round runs the ceiling, then ours on a fresh PostgreSQL database, under the
 database wait on (`pg_stat_activity`), and every 0.25 s the CPU of each process group (ours: uvicorn and
 anything below it; PostgreSQL: every `postgres` process; wrk). Around the measured phase it reads
 `pg_stat_wal`, `pg_stat_bgwriter` (checkpoints), autovacuum and autoanalyze counts of the tables, and our
-own `/metrics` (events per batch, batch write time). `--pg-option` reaches only our server's
-connections (libpq's PGOPTIONS), so the database stays durable for everything else.
+own `/metrics` (events per batch, batch write time). `--pg-option` is set on ours' fresh database only
+(`ALTER DATABASE ... SET`, which every connection to it starts with, the writer's included), so the
+cluster stays durable for everything else.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: `bench.*` imports from here
@@ -152,10 +154,21 @@ def _difference(after: dict[str, float], before: dict[str, float]) -> dict[str, 
     return {key: value - before.get(key, 0.0) for key, value in after.items()}
 
 
-def run_once(spec: servers.ServerSpec, workdir: Path, seconds: float, env: dict[str, str]) -> Round:
+def run_once(spec: servers.ServerSpec, workdir: Path, seconds: float, options: list[str]) -> Round:
     result = Round(spec.name)
     with fresh_postgres() if spec.table else _no_database() as database:
-        server_env = {**measure.server_env(database), **env}
+        if database is not None and options:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                for option in options:
+                    name, value = option.split("=", 1)
+                    admin.execute(
+                        sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                            sql.Identifier(database.url.rsplit("/", 1)[1]),
+                            sql.Identifier(name),
+                            sql.Literal(value),
+                        )
+                    )
+        server_env = measure.server_env(database)
         with servers.Server(spec, workers=1, env=server_env, log_path=workdir / f"{spec.name}.log") as server:
             server.wait_ready()
             burst.ingest(
@@ -258,15 +271,14 @@ def main() -> None:
         "--pg-option",
         action="append",
         default=[],
-        help="a PostgreSQL setting for ours' connections only, e.g. synchronous_commit=off",
+        help="a PostgreSQL setting for ours' database only, e.g. synchronous_commit=off",
     )
     args = parser.parse_args()
     ensure_postgres()
-    env = {"PGOPTIONS": " ".join(f"-c {option}" for option in args.pg_option)} if args.pg_option else {}
     workdir = Path(tempfile.mkdtemp(prefix="diagnose-"))
     for index in range(1, args.rounds + 1):
-        ceiling = run_once(servers.CEILING, workdir, args.seconds, {})
-        ours = run_once(servers.OURS, workdir, args.seconds, env)
+        ceiling = run_once(servers.CEILING, workdir, args.seconds, [])
+        ours = run_once(servers.OURS, workdir, args.seconds, args.pg_option)
         report(ceiling, ours, index)
 
 
