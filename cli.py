@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
@@ -21,6 +21,7 @@ from forwarding import outbox
 from forwarding.stream import StreamMismatch
 from models import Payment
 from ops import retention
+from ops.arguments import utc_time
 from payments import projection
 from recovery import command as recovery_command
 
@@ -178,14 +179,6 @@ def republish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _utc_time(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
 def add_forwarding_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     commands.add_parser(
         "relay",
@@ -201,7 +194,7 @@ def add_forwarding_commands(commands: "argparse._SubParsersAction[argparse.Argum
         description="Publish again the events received since --since (UTC when no offset is given). Within "
         "the stream's duplicate window the stream takes each once; beyond it they are stored again.",
     )
-    command.add_argument("--since", type=_utc_time, required=True, help="e.g. 2026-12-01 or 2026-12-01T10:00")
+    command.add_argument("--since", type=utc_time, required=True, help="e.g. 2026-12-01 or 2026-12-01T10:00")
     command.add_argument("--provider", help="only this provider's events")
     command.set_defaults(handler=republish)
 

@@ -16,6 +16,7 @@ from destinations import file, operations
 from destinations.file import Destination
 from destinations.operations import ReplayFilter
 from errors import DestinationsFileInvalid
+from ops.arguments import utc_time
 
 Handler = Callable[[argparse.Namespace, Connection, dict[str, Destination]], int]
 
@@ -121,14 +122,6 @@ def _pause(paused: bool) -> Handler:
     return run
 
 
-def _utc_time(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
 def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = commands.add_parser(
         "destinations",
@@ -149,8 +142,8 @@ def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     command.set_defaults(handler=_run(dead))
     command = actions.add_parser("replay", help="queue matching events again for a destination")
     command.add_argument("name")
-    command.add_argument("--since", type=_utc_time, help="received at or after (UTC when no offset is given)")
-    command.add_argument("--until", type=_utc_time, help="received before")
+    command.add_argument("--since", type=utc_time, help="received at or after (UTC when no offset is given)")
+    command.add_argument("--until", type=utc_time, help="received before")
     command.add_argument("--provider")
     command.add_argument("--event-type", help="* matches any run of characters")
     command.add_argument("--status")
