@@ -18,6 +18,7 @@ from destinations import operations
 from destinations.file import NAME, Destination
 from destinations.operations import ReplayFilter
 from destinations.schemas import (
+    BODY_NOT_JSON,
     DESTINATION_NOT_FOUND,
     AttemptOut,
     DeadOut,
@@ -127,7 +128,7 @@ def _dead_cursor(after: str | None) -> int | None:
 @router.post(
     "/destinations/{name}/replay",
     response_model=ReplayOut,
-    responses={404: DESTINATION_NOT_FOUND},
+    responses={400: BODY_NOT_JSON, 404: DESTINATION_NOT_FOUND},
     summary="Queue matching stored events again for a destination; answers how many",
 )
 async def replay(request: Request, name: DestinationName, wanted: ReplayFilter) -> ReplayOut:

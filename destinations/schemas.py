@@ -7,6 +7,16 @@ from pydantic import BaseModel, Field
 
 from schemas import ErrorBody
 
+# A replay's filter is a JSON body: one that cannot be parsed is refused by FastAPI before validation.
+BODY_NOT_JSON: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "`http_error`: the body is not JSON",
+    "content": {
+        "application/json": {
+            "example": {"error": {"code": "http_error", "message": "There was an error parsing the body"}}
+        }
+    },
+}
 DESTINATION_NOT_FOUND: dict[str, Any] = {
     "model": ErrorBody,
     "description": "`destination_not_found`: DESTINATIONS_FILE declares no destination of this name",
