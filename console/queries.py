@@ -29,7 +29,7 @@ def feed(connection: Connection, filters: FeedFilters, *, before: int | None) ->
 
     Without a time range: by row id, a walk down the primary key. With one: by (received_at, id), a walk
     down the received_at index (whose entries end in the row id), since by row id the database would
-    read the whole table to sort the window's rows (0.9 s at a million rows on SQLite, measured)."""
+    read the whole table to sort the window's rows (BENCHMARKS.md, "Ops console pages")."""
     stmt = LISTED
     timed = filters.since is not None or filters.until is not None
     if before is not None and timed:
