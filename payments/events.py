@@ -22,7 +22,10 @@ STATUS_RANK: Final[dict[str, int]] = {
 NO_STATUS_RANK: Final = -1  # events that say nothing about the payment's state (e.g. refund.created)
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, four times the
+# cost of a plain one (BENCHMARKS.md), and one is built per event on the delivery path. Nothing assigns
+# to an event once it is built; its `headers` dict made it unhashable all along.
+@dataclass(slots=True)
 class NormalizedEvent:
     provider: str
     event_id: str

@@ -91,8 +91,9 @@ class Adyen(Provider):
     def events(
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> list[NormalizedEvent]:
+        kept = self.delivery_headers(headers)  # once a delivery: its events all keep the same headers
         return [
-            self.normalise(item, body=orjson.dumps(item), headers=headers, received_at=received_at)
+            self.item_event(item, body=orjson.dumps(item), kept=kept, received_at=received_at)
             for item in notification_items(payload)
         ]
 
@@ -100,6 +101,13 @@ class Adyen(Provider):
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
         """One NotificationRequestItem; `body` is its JSON (it carries its own signature)."""
+        kept = self.delivery_headers(headers)
+        return self.item_event(payload, body=body, kept=kept, received_at=received_at)
+
+    def item_event(
+        self, payload: dict[str, Any], *, body: bytes, kept: dict[str, str], received_at: datetime
+    ) -> NormalizedEvent:
+        """`normalise` with the delivery's kept headers already read (`delivery_headers`)."""
         event_code = fields.required_text(payload.get("eventCode"), "eventCode")
         psp_reference = fields.required_text(payload.get("pspReference"), "pspReference")
         success = fields.text(payload.get("success"), "success", max_length=5)
@@ -118,7 +126,7 @@ class Adyen(Provider):
             occurred_at=fields.iso_time(payload.get("eventDate"), "eventDate") or received_at,
             received_at=received_at,
             raw_body=body,
-            headers=self.delivery_headers(headers),
+            headers=kept,
         )
 
     def accepted(self, events: Sequence[NormalizedEvent], new: Sequence[bool]) -> Answer:

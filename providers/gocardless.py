@@ -51,8 +51,9 @@ class GoCardless(Provider):
         items = payload.get("events")
         if not isinstance(items, list) or not items:
             raise InvalidPayload("field 'events' must be a non-empty list")
+        kept = self.delivery_headers(headers)  # once a delivery: its events all keep the same headers
         return [
-            self.normalise(item, body=orjson.dumps(item), headers=headers, received_at=received_at)
+            self.item_event(item, body=orjson.dumps(item), kept=kept, received_at=received_at)
             for item in items
         ]
 
@@ -60,6 +61,13 @@ class GoCardless(Provider):
         self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
     ) -> NormalizedEvent:
         """One element of `events`; `body` is that element's JSON (the delivery's body holds them all)."""
+        kept = self.delivery_headers(headers)
+        return self.item_event(payload, body=body, kept=kept, received_at=received_at)
+
+    def item_event(
+        self, payload: dict[str, Any], *, body: bytes, kept: dict[str, str], received_at: datetime
+    ) -> NormalizedEvent:
+        """`normalise` with the delivery's kept headers already read (`delivery_headers`)."""
         if not isinstance(payload, dict):
             raise InvalidPayload("every element of 'events' must be an object")
         resource = fields.required_text(payload.get("resource_type"), "events[].resource_type")
@@ -78,7 +86,7 @@ class GoCardless(Provider):
             occurred_at=fields.iso_time(payload.get("created_at"), "events[].created_at") or received_at,
             received_at=received_at,
             raw_body=body,
-            headers=self.delivery_headers(headers),
+            headers=kept,
         )
 
     def accepted(self, events: Sequence[NormalizedEvent], new: Sequence[bool]) -> Answer:
