@@ -321,7 +321,14 @@ class PostgresSql:
         )
         folded = projection.upsert_statement("postgresql", rows=projection.fold_select(inserted))
         # The rows of this batch's own inserts are not in the statement's snapshot: only events stored
-        # before are found, and counted with the deliveries of them in this batch.
+        # before are found, and counted with the deliveries of them in this batch. The events this
+        # statement inserted have no such row, so they are not looked up at all: in a batch of new
+        # events that spares an index probe or two per event.
+        stored_now = (
+            select(inserted.c.event_id)
+            .where(inserted.c.provider == batch.c.provider, inserted.c.event_id == batch.c.event_id)
+            .exists()
+        )
         again = (
             select(
                 *(batch.c[name] for name in ("provider", "event_id", "signed_key", "raw_body")),
@@ -329,6 +336,7 @@ class PostgresSql:
                 computed["last_delivered_at"].label("last"),
             )
             .select_from(with_counts)
+            .where(~stored_now)
             .subquery("again")
         )
         targets = (
