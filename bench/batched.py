@@ -20,7 +20,8 @@ from bench.servers import OURS, Server
 SECRET = "bench_gocardless_secret"
 
 
-def delivery(index: int, size: int) -> bytes:
+def signed_body(index: int, size: int) -> tuple[bytes, str]:
+    """The body of delivery `index`, `size` distinct events, and its `Webhook-Signature`."""
     events = [
         {
             "id": f"EV{index:07d}{n:04d}",
@@ -38,7 +39,11 @@ def delivery(index: int, size: int) -> bytes:
         for n in range(size)
     ]
     body = json.dumps({"events": events, "meta": {"webhook_id": f"WB{index:07d}"}}).encode()
-    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return body, hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def delivery(index: int, size: int) -> bytes:
+    body, signature = signed_body(index, size)
     head = (
         "POST /webhooks/gocardless HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Webhook-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -6,6 +6,7 @@ Where the cost of a delivery goes, without the HTTP layer and the load generator
     .venv/bin/python bench/inprocess.py ours               # ours on a fresh SQLite file
     .venv/bin/python bench/inprocess.py ours --database postgresql://root@127.0.0.1:5432/test
     .venv/bin/python bench/inprocess.py ours --duplicates 0.5   # half of them retries
+    .venv/bin/python bench/inprocess.py ours --gocardless-events 50 --count 1500   # 50 events a delivery
 
 Prints requests/s of wall time and CPU per delivery (`time.process_time()`, every thread of the
 process: the writer and log threads included). Run the ceiling and ours alternately, several times:
@@ -26,14 +27,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _http_scope(delivery: Any) -> dict[str, Any]:
+    signed = [(b"x-razorpay-signature", delivery.signature.encode())]
+    return _scope("/webhooks/razorpay", delivery.body, signed)
+
+
+def _scope(path: str, body: bytes, signed: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/webhooks/razorpay",
-        "raw_path": b"/webhooks/razorpay",
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "server": ("127.0.0.1", 8000),
@@ -41,8 +47,8 @@ def _http_scope(delivery: Any) -> dict[str, Any]:
         "headers": [
             (b"host", b"127.0.0.1"),
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(delivery.body)).encode()),
-            (b"x-razorpay-signature", delivery.signature.encode()),
+            (b"content-length", str(len(body)).encode()),
+            *signed,
         ],
         "state": {},
     }
@@ -63,7 +69,9 @@ def _body_then_silence(body: bytes) -> Any:
     return receive
 
 
-async def _drive(app: Any, deliveries: Iterator[Any], clients: int, count: int) -> None:
+async def _drive(
+    app: Any, deliveries: Iterator[tuple[dict[str, Any], bytes]], clients: int, count: int
+) -> None:
     startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await startup.put({"type": "lifespan.startup"})
@@ -86,8 +94,8 @@ async def _drive(app: Any, deliveries: Iterator[Any], clients: int, count: int) 
             if message["type"] == "http.response.start":
                 statuses[message["status"]] = statuses.get(message["status"], 0) + 1
 
-        for delivery in deliveries:
-            await app(_http_scope(delivery), _body_then_silence(delivery.body), send)
+        for scope, body in deliveries:
+            await app(scope, _body_then_silence(body), send)
 
     wall, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -112,12 +120,21 @@ def main() -> None:
     parser.add_argument(
         "--duplicates", type=float, default=None, help="the share of deliveries that repeat one (default 0.1)"
     )
+    parser.add_argument(
+        "--gocardless-events",
+        type=int,
+        help="signed GoCardless deliveries of this many distinct events each, instead of Razorpay's",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     workdir = tempfile.mkdtemp()
     os.environ["RAZORPAY_WEBHOOK_SECRET"] = "bench_secret"
+    from bench.batched import SECRET as GOCARDLESS_SECRET
+    from bench.batched import signed_body
+
+    os.environ["GOCARDLESS_WEBHOOK_SECRET"] = GOCARDLESS_SECRET
     os.environ["DATABASE_URL"] = args.database or f"sqlite:///{workdir}/inprocess.db"
     # One process counts its metrics in memory, as one worker does under make run and make bench:
     # multiprocess mode's file writes would be counted as the delivery's CPU.
@@ -133,9 +150,19 @@ def main() -> None:
         from main import app
     from bench.payloads import DUPLICATE_RATIO
 
-    ratio = DUPLICATE_RATIO if args.duplicates is None else args.duplicates
-    batch = deliveries(count=args.count, tag=f"i{int(time.time())}", duplicate_ratio=ratio)
-    uvloop.run(_drive(app, iter(batch), args.clients, args.count))
+    requests: list[tuple[dict[str, Any], bytes]]
+    if args.gocardless_events:
+        first = int(time.time()) % 1000 * 10_000  # distinct event ids from run to run on one database
+        requests = []
+        for index in range(first, first + args.count):
+            body, signature = signed_body(index, args.gocardless_events)
+            scope = _scope("/webhooks/gocardless", body, [(b"webhook-signature", signature.encode())])
+            requests.append((scope, body))
+    else:
+        ratio = DUPLICATE_RATIO if args.duplicates is None else args.duplicates
+        batch = deliveries(count=args.count, tag=f"i{int(time.time())}", duplicate_ratio=ratio)
+        requests = [(_http_scope(delivery), delivery.body) for delivery in batch]
+    uvloop.run(_drive(app, iter(requests), args.clients, args.count))
 
 
 if __name__ == "__main__":
