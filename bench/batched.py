@@ -3,7 +3,8 @@
     python -m bench.batched [--events-per-delivery 50] [--budget 8] [--connections 16]
 
 Each delivery is a signed GoCardless body of N distinct events; the rate is the rows the database
-holds at the end divided by wrk's measured duration. Results go to stdout (BENCHMARKS.md keeps them).
+holds at the end divided by wrk's measured duration. Also prints the CPU each process group used
+meanwhile (ours, PostgreSQL, wrk, other), in cores. Results go to stdout (BENCHMARKS.md keeps them).
 """
 
 import argparse
@@ -11,10 +12,12 @@ import hashlib
 import hmac
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from bench import wrk
 from bench.databases import ensure_postgres, fresh_postgres
+from bench.diagnose import Sampler
 from bench.servers import OURS, Server
 
 SECRET = "bench_gocardless_secret"
@@ -65,6 +68,9 @@ def main() -> None:
         env = {"DATABASE_URL": database.url, "GOCARDLESS_WEBHOOK_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
         with Server(OURS, workers=1, env=env, log_path=workdir / "server.log") as server:
             server.wait_ready()
+            sampler = Sampler(server.process.pid, None)
+            sampler.start()
+            began = time.monotonic()
             result = wrk.run(
                 url=server.url,
                 requests=requests,
@@ -72,6 +78,9 @@ def main() -> None:
                 budget_s=args.budget,
                 workdir=workdir,
             )
+            sampler.stopped.set()
+            sampler.join()
+            cores = sampler.cores(time.monotonic() - began)
         stored = database.count_rows("webhook_events") or 0
     answered = result.requests - result.non2xx
     print(
@@ -80,6 +89,8 @@ def main() -> None:
         f"{stored} events stored: {stored / result.duration_s:,.0f} events/s; "
         f"latency p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"
     )
+    # The window also holds wrk's start and drain, so cores are a little under the load's own.
+    print("CPU, cores: " + ", ".join(f"{group} {used:.2f}" for group, used in sorted(cores.items())))
 
 
 if __name__ == "__main__":
