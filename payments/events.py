@@ -22,9 +22,10 @@ STATUS_RANK: Final[dict[str, int]] = {
 NO_STATUS_RANK: Final = -1  # events that say nothing about the payment's state (e.g. refund.created)
 
 
-# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, four times the
-# cost of a plain one (BENCHMARKS.md), and one is built per event on the delivery path. Nothing assigns
-# to an event once it is built; its `headers` dict made it unhashable all along.
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, several times
+# the cost of a plain one's (BENCHMARKS.md, "Deliveries of many events"), and one is built per event on
+# the delivery path. Nothing assigns to an event once it is built; its `headers` dict made it
+# unhashable all along.
 @dataclass(slots=True)
 class NormalizedEvent:
     provider: str
