@@ -1,7 +1,8 @@
 """Forwarding to NATS, measured: `python -m bench.forwarding [--database postgresql|sqlite]`.
 
 1. Ingest with NATS_URL unset and set, side by side (same wrk load, alternating, two rounds each).
-2. The time from a delivery's 2xx to its message reaching the stream, at a paced 1,000 deliveries/s.
+2. The time from a delivery's 2xx to its message being in the stream, at a paced 1,000 deliveries/s
+   (bench/forward_latency.py: the sender and the stream's reader in processes of their own).
 3. Catch-up: events stored while NATS is down, then the rate at which the relay drains them.
 Each run has its own database and its own nats-server (-js, a free port, a temporary store).
 """
@@ -13,14 +14,12 @@ import socket
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import nats
-import requests
 
-from bench import payloads, wrk
+from bench import forward_latency, payloads, wrk
 from bench.databases import fresh
 from bench.servers import OURS, Server, free_port
 
@@ -94,74 +93,19 @@ def ingest_round(kind: str, folder: Path, *, forwarding: bool, tag: str) -> wrk.
                 broker.stop()
 
 
-def latency(kind: str, folder: Path, *, rate: int = 1000, seconds: int = 10) -> list[float]:
-    """Seconds from each 2xx to the message's arrival on a subscriber of the stream's subjects."""
-    arrived: dict[str, float] = {}
-    acked: dict[str, float] = {}
-    ready = threading.Event()
-    done = threading.Event()
-
+def latency(kind: str, folder: Path, *, rate: int = 1000, seconds: int = 10) -> forward_latency.Latency:
+    """Seconds from each 2xx to the message being in the stream (bench/forward_latency.py: the sender
+    and the stream's reader each in their own process)."""
     with fresh(kind, folder, "latency") as database:
         broker = Nats(folder / "nats-latency").start()
-
-        def subscribe() -> None:
-            async def listen() -> None:
-                client = await nats.connect(broker.url)
-
-                async def on_message(message: nats.aio.msg.Msg) -> None:
-                    arrived[message.headers["Nats-Msg-Id"].split(":", 1)[1]] = time.monotonic()
-
-                await client.subscribe("payments.events.>", cb=on_message)
-                ready.set()
-                while not done.is_set():
-                    await asyncio.sleep(0.1)
-                await client.close()
-
-            asyncio.run(listen())
-
-        listener = threading.Thread(target=subscribe, daemon=True)
-        listener.start()
-        ready.wait(10)
         try:
             with Server(
                 OURS, workers=1, env=env_for(database.url, broker.url), log_path=folder / "lat.log"
             ) as srv:
                 srv.wait_ready()
-                deliveries = payloads.deliveries(count=rate * seconds, tag="lat", duplicate_ratio=0.0)
-                threads = 16
-                start = time.monotonic() + 0.5
-
-                def send(offset: int) -> None:
-                    with requests.Session() as session:
-                        for index in range(offset, len(deliveries), threads):
-                            due = start + index / rate
-                            if (pause := due - time.monotonic()) > 0:
-                                time.sleep(pause)  # pacing to the target rate
-                            d = deliveries[index]
-                            headers = {
-                                "Content-Type": "application/json",
-                                "X-Razorpay-Signature": d.signature,
-                                "X-Razorpay-Event-Id": d.event_id,
-                            }
-                            response = session.post(
-                                srv.url + payloads.WEBHOOK_PATH, data=d.body, headers=headers, timeout=10
-                            )
-                            if response.status_code == 200:
-                                acked[d.event_id] = time.monotonic()
-
-                senders = [threading.Thread(target=send, args=(n,)) for n in range(threads)]
-                for sender in senders:
-                    sender.start()
-                for sender in senders:
-                    sender.join()
-                deadline = time.monotonic() + 30
-                while len(arrived) < len(acked) and time.monotonic() < deadline:
-                    time.sleep(0.1)
+                return forward_latency.measure(srv.url, broker.url, folder, rate=rate, seconds=seconds)
         finally:
-            done.set()
-            listener.join(5)
             broker.stop()
-    return [arrived[e] - acked[e] for e in acked if e in arrived]
 
 
 def catch_up(kind: str, folder: Path, *, events: int = 20_000) -> tuple[float, int]:
@@ -227,16 +171,7 @@ def main() -> None:
 
 
 def report_latency(kind: str, folder: Path) -> None:
-    delays = sorted(latency(kind, folder))
-    if delays:
-
-        def p(fraction: float) -> float:
-            return delays[min(len(delays) - 1, int(fraction * len(delays)))] * 1000
-
-        print(
-            f"2xx -> in stream at 1000/s: n={len(delays)} "
-            f"p50 {p(0.5):.1f} ms p99 {p(0.99):.1f} ms max {p(1):.1f} ms"
-        )
+    print(f"{kind}: {latency(kind, folder).line()}")
 
 
 if __name__ == "__main__":
