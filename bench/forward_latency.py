@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import nats
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 
 from bench import payloads
 
@@ -68,7 +69,15 @@ def listen(nats_url: str, out: str, ready: ProcessEvent, stop: ProcessEvent) -> 
             arrived.setdefault(msg_id.split(":", 1)[-1], now)
 
         js = client.jetstream()
-        await js.subscribe(EVENTS_SUBJECT, stream=STREAM, ordered_consumer=True, cb=on_message)
+        give_up = time.monotonic() + START_DEADLINE_S
+        while True:  # the relay creates the stream as it starts
+            try:
+                await js.subscribe(EVENTS_SUBJECT, stream=STREAM, ordered_consumer=True, cb=on_message)
+                break
+            except NotFoundError:
+                if time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(0.1)
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.05)

@@ -9,10 +9,12 @@ Each run has its own database and its own nats-server (-js, a free port, a tempo
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ import nats
 
 from bench import forward_latency, payloads, wrk
 from bench.databases import fresh
-from bench.servers import OURS, Server, free_port
+from bench.servers import OURS, ROOT, Server, free_port
 
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -93,18 +95,35 @@ def ingest_round(kind: str, folder: Path, *, forwarding: bool, tag: str) -> wrk.
                 broker.stop()
 
 
-def latency(kind: str, folder: Path, *, rate: int = 1000, seconds: int = 10) -> forward_latency.Latency:
+def latency(
+    kind: str, folder: Path, *, separate_relay: bool = False, rate: int = 1000, seconds: int = 10
+) -> forward_latency.Latency:
     """Seconds from each 2xx to the message being in the stream (bench/forward_latency.py: the sender
-    and the stream's reader each in their own process)."""
+    and the stream's reader each in their own process). With `separate_relay`, the service runs with
+    FORWARD_IN_PROCESS=false and the relay as `python -m cli relay`, a process of its own."""
     with fresh(kind, folder, "latency") as database:
         broker = Nats(folder / "nats-latency").start()
+        env = env_for(database.url, broker.url)
+        relay: subprocess.Popen[bytes] | None = None
         try:
-            with Server(
-                OURS, workers=1, env=env_for(database.url, broker.url), log_path=folder / "lat.log"
-            ) as srv:
+            if separate_relay:
+                env["FORWARD_IN_PROCESS"] = "false"
+            with Server(OURS, workers=1, env=env, log_path=folder / "lat.log") as srv:
                 srv.wait_ready()
+                if separate_relay:
+                    with open(folder / "relay.log", "wb") as log:
+                        relay = subprocess.Popen(
+                            [sys.executable, "-m", "cli", "relay"],
+                            cwd=ROOT,
+                            env={**os.environ, **env},
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
                 return forward_latency.measure(srv.url, broker.url, folder, rate=rate, seconds=seconds)
         finally:
+            if relay is not None:
+                relay.terminate()
+                relay.wait(15)
             broker.stop()
 
 
@@ -144,11 +163,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument(
+        "--separate-relay",
+        action="store_true",
+        help="latency with the relay as `python -m cli relay` (FORWARD_IN_PROCESS=false on the service)",
+    )
     args = parser.parse_args()
     kind = args.database
     folder = Path(tempfile.mkdtemp(prefix="bench-forwarding-"))
     if args.latency_only:
-        report_latency(kind, folder)
+        report_latency(kind, folder, separate_relay=args.separate_relay)
         return
     rates: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(2):
@@ -170,8 +194,9 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def report_latency(kind: str, folder: Path) -> None:
-    print(f"{kind}: {latency(kind, folder).line()}")
+def report_latency(kind: str, folder: Path, *, separate_relay: bool = False) -> None:
+    relay = "relay in its own process" if separate_relay else "relay in the service"
+    print(f"{kind}, {relay}: {latency(kind, folder, separate_relay=separate_relay).line()}")
 
 
 if __name__ == "__main__":
