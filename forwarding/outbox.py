@@ -63,9 +63,9 @@ _STATES: Final = cast(Table, ForwardPaymentState.__table__)
 # PostgreSQL: the next batches after the stream's cursor, below the horizon, up to :limit events; their
 # events, and the published state of each event's payment, in commit order. One statement, one round
 # trip. Every row is a listed event id: an event purged since it was recorded comes back with NULL
-# columns. The joins look rows up by key; the relay's connection has sequential scans off
-# (Outbox.connection), as the writer's has, so the planner's guess at the unnested ids cannot turn them
-# into scans of the events table.
+# columns. The joins look rows up by key (the primary keys). Sequential scans are not turned off for
+# this connection as they are for the writer's: its other statements (the cursor's DELETE) then cost
+# past jit_above_cost, and JIT compiling took ~100 ms per cycle.
 _PENDING: Final = text(
     """
     WITH batches AS (
@@ -179,9 +179,6 @@ class Outbox:
                 self._connection.execute(
                     text("SELECT set_config('application_name', :name, false)"), {"name": name}
                 )
-                # Every row the outbox reads it finds by key (pending_statement's joins): an index scan
-                # is always right, whatever the planner estimates for the unnested event ids.
-                self._connection.execute(text("SET enable_seqscan = off"))
                 # The relay's reads may wait behind nothing; its own statements are short.
                 self._connection.commit()
         return self._connection
