@@ -56,16 +56,15 @@ EVENT_COLUMNS: Final = (
     "occurred_at",
     "received_at",
 )
-
-
 _EVENTS: Final = cast(Table, Event.__table__)
 _STATES: Final = cast(Table, ForwardPaymentState.__table__)
 # PostgreSQL: the next batches after the stream's cursor, below the horizon, up to :limit events; their
 # events, and the published state of each event's payment, in commit order. One statement, one round
 # trip. Every row is a listed event id: an event purged since it was recorded comes back with NULL
 # columns. The joins look rows up by key (the primary keys). Sequential scans are not turned off for
-# this connection as they are for the writer's: its other statements (the cursor's DELETE) then cost
-# past jit_above_cost, and JIT compiling took ~100 ms per cycle.
+# this connection as they are for the writer's: its other statements (the cursor's DELETE) would then
+# cost past jit_above_cost, and every cycle would wait for JIT compilation (BENCHMARKS.md, "Forwarding
+# to NATS").
 _PENDING: Final = text(
     """
     WITH batches AS (
