@@ -1,28 +1,29 @@
 """Forwarding to NATS, measured: `python -m bench.forwarding [--database postgresql|sqlite]`.
 
 1. Ingest with NATS_URL unset and set, side by side (same wrk load, alternating, two rounds each).
-2. The time from a delivery's 2xx to its message reaching the stream, at a paced 1,000 deliveries/s.
+2. The time from a delivery's 2xx to its message being in the stream, at a paced 1,000 deliveries/s
+   (bench/forward_latency.py: the sender and the stream's reader in processes of their own).
 3. Catch-up: events stored while NATS is down, then the rate at which the relay drains them.
 Each run has its own database and its own nats-server (-js, a free port, a temporary store).
 """
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import nats
-import requests
 
-from bench import payloads, wrk
+from bench import forward_latency, payloads, wrk
 from bench.databases import fresh
-from bench.servers import OURS, Server, free_port
+from bench.servers import OURS, ROOT, Server, free_port
 
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -94,74 +95,36 @@ def ingest_round(kind: str, folder: Path, *, forwarding: bool, tag: str) -> wrk.
                 broker.stop()
 
 
-def latency(kind: str, folder: Path, *, rate: int = 1000, seconds: int = 10) -> list[float]:
-    """Seconds from each 2xx to the message's arrival on a subscriber of the stream's subjects."""
-    arrived: dict[str, float] = {}
-    acked: dict[str, float] = {}
-    ready = threading.Event()
-    done = threading.Event()
-
+def latency(
+    kind: str, folder: Path, *, separate_relay: bool = False, rate: int = 1000, seconds: int = 10
+) -> forward_latency.Latency:
+    """Seconds from each 2xx to the message being in the stream (bench/forward_latency.py: the sender
+    and the stream's reader each in their own process). With `separate_relay`, the service runs with
+    FORWARD_IN_PROCESS=false and the relay as `python -m cli relay`, a process of its own."""
     with fresh(kind, folder, "latency") as database:
         broker = Nats(folder / "nats-latency").start()
-
-        def subscribe() -> None:
-            async def listen() -> None:
-                client = await nats.connect(broker.url)
-
-                async def on_message(message: nats.aio.msg.Msg) -> None:
-                    arrived[message.headers["Nats-Msg-Id"].split(":", 1)[1]] = time.monotonic()
-
-                await client.subscribe("payments.events.>", cb=on_message)
-                ready.set()
-                while not done.is_set():
-                    await asyncio.sleep(0.1)
-                await client.close()
-
-            asyncio.run(listen())
-
-        listener = threading.Thread(target=subscribe, daemon=True)
-        listener.start()
-        ready.wait(10)
+        env = env_for(database.url, broker.url)
+        relay: subprocess.Popen[bytes] | None = None
         try:
-            with Server(
-                OURS, workers=1, env=env_for(database.url, broker.url), log_path=folder / "lat.log"
-            ) as srv:
+            if separate_relay:
+                env["FORWARD_IN_PROCESS"] = "false"
+            with Server(OURS, workers=1, env=env, log_path=folder / "lat.log") as srv:
                 srv.wait_ready()
-                deliveries = payloads.deliveries(count=rate * seconds, tag="lat", duplicate_ratio=0.0)
-                threads = 16
-                start = time.monotonic() + 0.5
-
-                def send(offset: int) -> None:
-                    with requests.Session() as session:
-                        for index in range(offset, len(deliveries), threads):
-                            due = start + index / rate
-                            if (pause := due - time.monotonic()) > 0:
-                                time.sleep(pause)  # pacing to the target rate
-                            d = deliveries[index]
-                            headers = {
-                                "Content-Type": "application/json",
-                                "X-Razorpay-Signature": d.signature,
-                                "X-Razorpay-Event-Id": d.event_id,
-                            }
-                            response = session.post(
-                                srv.url + payloads.WEBHOOK_PATH, data=d.body, headers=headers, timeout=10
-                            )
-                            if response.status_code == 200:
-                                acked[d.event_id] = time.monotonic()
-
-                senders = [threading.Thread(target=send, args=(n,)) for n in range(threads)]
-                for sender in senders:
-                    sender.start()
-                for sender in senders:
-                    sender.join()
-                deadline = time.monotonic() + 30
-                while len(arrived) < len(acked) and time.monotonic() < deadline:
-                    time.sleep(0.1)
+                if separate_relay:
+                    with open(folder / "relay.log", "wb") as log:
+                        relay = subprocess.Popen(
+                            [sys.executable, "-m", "cli", "relay"],
+                            cwd=ROOT,
+                            env={**os.environ, **env},
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
+                return forward_latency.measure(srv.url, broker.url, folder, rate=rate, seconds=seconds)
         finally:
-            done.set()
-            listener.join(5)
+            if relay is not None:
+                relay.terminate()
+                relay.wait(15)
             broker.stop()
-    return [arrived[e] - acked[e] for e in acked if e in arrived]
 
 
 def catch_up(kind: str, folder: Path, *, events: int = 20_000) -> tuple[float, int]:
@@ -200,11 +163,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument(
+        "--separate-relay",
+        action="store_true",
+        help="latency with the relay as `python -m cli relay` (FORWARD_IN_PROCESS=false on the service)",
+    )
     args = parser.parse_args()
     kind = args.database
     folder = Path(tempfile.mkdtemp(prefix="bench-forwarding-"))
     if args.latency_only:
-        report_latency(kind, folder)
+        report_latency(kind, folder, separate_relay=args.separate_relay)
         return
     rates: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(2):
@@ -226,17 +194,9 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def report_latency(kind: str, folder: Path) -> None:
-    delays = sorted(latency(kind, folder))
-    if delays:
-
-        def p(fraction: float) -> float:
-            return delays[min(len(delays) - 1, int(fraction * len(delays)))] * 1000
-
-        print(
-            f"2xx -> in stream at 1000/s: n={len(delays)} "
-            f"p50 {p(0.5):.1f} ms p99 {p(0.99):.1f} ms max {p(1):.1f} ms"
-        )
+def report_latency(kind: str, folder: Path, *, separate_relay: bool = False) -> None:
+    relay = "relay in its own process" if separate_relay else "relay in the service"
+    print(f"{kind}, {relay}: {latency(kind, folder, separate_relay=separate_relay).line()}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import os
 import socket
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Final, cast
 
@@ -27,8 +27,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
-    any_,
-    bindparam,
+    column,
     func,
     select,
     text,
@@ -36,7 +35,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from forwarding.messages import StoredEvent
 from forwarding.states import PaymentKey, PaymentState
@@ -45,18 +43,63 @@ from models import Event, ForwardBatch, ForwardCursor, ForwardPaymentState
 # The advisory lock's first key (the second is the stream's): 'FW'.
 LOCK_CLASS: Final = 0x4657
 
-_PENDING_BATCHES: Final = text(
+EVENT_COLUMNS: Final = (
+    "id",
+    "provider",
+    "event_id",
+    "event_type",
+    "payment_id",
+    "status",
+    "provider_status",
+    "amount",
+    "currency",
+    "occurred_at",
+    "received_at",
+)
+_EVENTS: Final = cast(Table, Event.__table__)
+_STATES: Final = cast(Table, ForwardPaymentState.__table__)
+# PostgreSQL: the next batches after the stream's cursor, below the horizon, up to :limit events; their
+# events, and the published state of each event's payment, in commit order. One statement, one round
+# trip. Every row is a listed event id: an event purged since it was recorded comes back with NULL
+# columns. The joins look rows up by key (the primary keys). Sequential scans are not turned off for
+# this connection as they are for the writer's: its other statements (the cursor's DELETE) would then
+# cost past jit_above_cost, and every cycle would wait for JIT compilation (BENCHMARKS.md, "Forwarding
+# to NATS").
+_PENDING: Final = text(
     """
-    SELECT txid, seq, event_ids FROM (
-        SELECT txid, seq, event_ids,
-               sum(cardinality(event_ids)) OVER (ORDER BY txid, seq) - cardinality(event_ids) AS before
-        FROM forward_batches
-        WHERE (txid, seq) > (:txid, :seq)
-          AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-    ) AS pending
-    WHERE before < :limit
-    ORDER BY txid, seq
+    WITH batches AS (
+        SELECT txid, seq, event_ids FROM (
+            SELECT b.txid, b.seq, b.event_ids,
+                   sum(cardinality(b.event_ids)) OVER (ORDER BY b.txid, b.seq)
+                       - cardinality(b.event_ids) AS before
+            FROM forward_batches b JOIN forward_cursor c ON c.stream = :stream
+            WHERE (b.txid, b.seq) > (c.txid, c.seq)
+              AND b.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+        ) AS pending
+        WHERE before < :limit
+    )
+    SELECT batches.txid, batches.seq, listed.id AS listed_id,
+           e.id, e.provider, e.event_id, e.event_type, e.payment_id, e.status, e.provider_status,
+           e.amount, e.currency, e.occurred_at, e.received_at,
+           CASE WHEN :raw_body THEN e.raw_body END AS raw_body,
+           s.status AS state_status, s.status_rank AS state_rank,
+           s.status_occurred_at AS state_occurred_at, s.status_event_row_id AS state_event_row_id
+    FROM batches
+    CROSS JOIN LATERAL unnest(batches.event_ids) WITH ORDINALITY AS listed(id, position)
+    LEFT JOIN webhook_events e ON e.id = listed.id
+    LEFT JOIN forward_payment_states s ON s.provider = e.provider AND s.payment_id = e.payment_id
+    ORDER BY batches.txid, batches.seq, listed.position
     """
+).columns(
+    column("txid", BigInteger),
+    column("seq", BigInteger),
+    column("listed_id", BigInteger),
+    *(_EVENTS.c[name] for name in EVENT_COLUMNS),
+    _EVENTS.c.raw_body,
+    column("state_status", _STATES.c.status.type),
+    column("state_rank", _STATES.c.status_rank.type),
+    column("state_occurred_at", _STATES.c.status_occurred_at.type),
+    column("state_event_row_id", _STATES.c.status_event_row_id.type),
 )
 
 
@@ -74,6 +117,8 @@ class Position:
 class Pending:
     events: list[StoredEvent]
     end: Position  # the cursor once they are all published
+    # The published state of each payment the events touch, for those that have one.
+    states: dict[PaymentKey, PaymentState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +136,7 @@ def lock_key(stream: str) -> int:
 
 def event_columns(raw_body: bool) -> Select[Any]:
     table = cast(Table, Event.__table__)
-    names = [
-        "id",
-        "provider",
-        "event_id",
-        "event_type",
-        "payment_id",
-        "status",
-        "provider_status",
-        "amount",
-        "currency",
-        "occurred_at",
-        "received_at",
-    ]
-    return select(*(table.c[name] for name in names), *([table.c.raw_body] if raw_body else []))
+    return select(*(table.c[name] for name in EVENT_COLUMNS), *([table.c.raw_body] if raw_body else []))
 
 
 def stored_event(row: Row[Any]) -> StoredEvent:
@@ -199,54 +231,60 @@ class Outbox:
         return Position(*row)
 
     def pending(self, *, limit: int) -> Pending | None:
-        """The next events to publish after the cursor, in commit order; None when there are none."""
+        """The next events to publish after the cursor, in commit order, with the published state of
+        the payments they touch (what the relay needs for its next cycle, in one call); None when there
+        are none."""
+        if self._postgres:
+            return self._pending_postgres(limit=limit)
         with self.connection.begin():
-            after = self.cursor()
-            if not self._postgres:
-                start = after.event_row_id
-                newest = self.connection.execute(select(func.max(Event.id))).scalar_one()
-                if newest is not None and newest < start:
-                    # Retention deleted every row, so SQLite counts ids from 1 again: every row is new.
-                    start = 0
-                rows = self.connection.execute(
-                    event_columns(self._raw_body).where(Event.id > start).order_by(Event.id).limit(limit)
-                ).all()
-                if not rows:
-                    return None
-                events = [stored_event(row) for row in rows]
-                return Pending(events, Position(0, 0, events[-1].row_id))
-            batches = self.connection.execute(
-                _PENDING_BATCHES, {"txid": after.txid, "seq": after.seq, "limit": limit}
-            ).all()
-            if not batches:
-                return None
-            ids = [event_id for _, _, event_ids in batches for event_id in event_ids]
+            start = self.cursor().event_row_id
+            newest = self.connection.execute(select(func.max(Event.id))).scalar_one()
+            if newest is not None and newest < start:
+                # Retention deleted every row, so SQLite counts ids from 1 again: every row is new.
+                start = 0
             rows = self.connection.execute(
-                event_columns(self._raw_body).where(
-                    Event.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
-                )
+                event_columns(self._raw_body).where(Event.id > start).order_by(Event.id).limit(limit)
             ).all()
-        by_id = {row.id: stored_event(row) for row in rows}
-        # Purged since they were recorded: nothing left to publish of those.
-        events = [by_id[event_id] for event_id in ids if event_id in by_id]
-        txid, seq, _ = batches[-1]
-        return Pending(events, Position(txid, seq, max(ids)))
+            if not rows:
+                return None
+            events = [stored_event(row) for row in rows]
+            known = self._states({(e.provider, e.payment_id) for e in events if e.payment_id is not None})
+        return Pending(events, Position(0, 0, events[-1].row_id), known)
 
-    def states(self, keys: set[PaymentKey]) -> dict[PaymentKey, PaymentState]:
+    def _pending_postgres(self, *, limit: int) -> Pending | None:
+        with self.connection.begin():
+            rows = self.connection.execute(
+                _PENDING, {"stream": self._stream, "limit": limit, "raw_body": self._raw_body}
+            ).all()
+        if not rows:
+            return None
+        # Purged since they were recorded: nothing left to publish of those.
+        present = [row for row in rows if row.id is not None]
+        known = {
+            (row.provider, row.payment_id): PaymentState(
+                row.state_status, (row.state_rank, row.state_occurred_at, row.state_event_row_id)
+            )
+            for row in present
+            if row.state_rank is not None
+        }
+        last = rows[-1]
+        end = Position(last.txid, last.seq, max(row.listed_id for row in rows))
+        return Pending([stored_event(row) for row in present], end, known)
+
+    def _states(self, keys: set[PaymentKey]) -> dict[PaymentKey, PaymentState]:
         if not keys:
             return {}
         table = ForwardPaymentState
-        with self.connection.begin():
-            rows = self.connection.execute(
-                select(
-                    table.provider,
-                    table.payment_id,
-                    table.status,
-                    table.status_rank,
-                    table.status_occurred_at,
-                    table.status_event_row_id,
-                ).where(tuple_(table.provider, table.payment_id).in_(sorted(keys)))
-            ).all()
+        rows = self.connection.execute(
+            select(
+                table.provider,
+                table.payment_id,
+                table.status,
+                table.status_rank,
+                table.status_occurred_at,
+                table.status_event_row_id,
+            ).where(tuple_(table.provider, table.payment_id).in_(sorted(keys)))
+        ).all()
         return {
             (p, pid): PaymentState(status, (rank, at, row_id)) for p, pid, status, rank, at, row_id in rows
         }

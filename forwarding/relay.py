@@ -31,8 +31,9 @@ logger = logging.getLogger("webhooks.forward")
 
 BACKOFF_FIRST_SECONDS: Final = 0.25
 BACKOFF_CAP_SECONDS: Final = 5.0
-# After a partial batch, events are let gather this long before the next: under load each cycle then
-# carries many events, rather than one cycle (four database round trips) per writer batch.
+# After a partial batch, the next cycle starts at the next commit's wake, or after this at the latest:
+# that reads what no wake announces (other processes' commits, `python -m cli relay` which nobody
+# wakes, a batch that was held back behind the horizon).
 LINGER_SECONDS: Final = 0.01
 STOP_WAIT_SECONDS: Final = 10.0
 
@@ -109,7 +110,7 @@ class Relay:
         while not self._stopping:
             try:
                 if not await self._lead():
-                    await self._idle()
+                    await self._idle(self._settings.forward_poll_seconds)
                     continue
                 if self._js is None:
                     await self._connect()
@@ -128,9 +129,12 @@ class Relay:
             backoff = BACKOFF_FIRST_SECONDS
             self._outage_ends()
             if not published:
-                await self._idle()
+                await self._idle(self._settings.forward_poll_seconds)
             elif published < self._settings.forward_batch_max:
-                await asyncio.sleep(LINGER_SECONDS)
+                # A commit during this cycle has already set the wake: under load cycles then run back
+                # to back, each carrying what was committed during the one before, rather than adding a
+                # fixed pause to every event's wait.
+                await self._idle(LINGER_SECONDS)
 
     async def publish_next(self) -> int:
         """Publish the next events after the cursor and move it; how many events (0: none waiting)."""
@@ -142,9 +146,7 @@ class Relay:
         pending = await asyncio.to_thread(self._outbox.pending, limit=self._settings.forward_batch_max)
         if pending is None:
             return 0
-        keys = {(e.provider, e.payment_id) for e in pending.events if e.payment_id is not None}
-        known = await asyncio.to_thread(self._outbox.states, keys)
-        changes, moved = states.step(pending.events, known)
+        changes, moved = states.step(pending.events, pending.states)
         messages = self._messages(pending, changes)
         assert self._publisher is not None
         outcomes = await self._publisher.publish(messages, stream=self._settings.nats_stream)
@@ -177,9 +179,10 @@ class Relay:
                 logger.info("relay: publishing to NATS stream %s", self._settings.nats_stream)
         return self._leading
 
-    async def _idle(self) -> None:
+    async def _idle(self, seconds: float) -> None:
+        """Until the next wake (a commit since the last cycle began has set it already), or `seconds`."""
         try:
-            async with asyncio.timeout(self._settings.forward_poll_seconds):
+            async with asyncio.timeout(seconds):
                 await self._wake.wait()
         except TimeoutError:
             pass
