@@ -1,17 +1,18 @@
 """A recovery run while live deliveries arrive, measured:
-`python -m bench.recovery_alongside [--database postgresql|sqlite] [--rounds N] [--seconds S]`.
+`python -m bench.recovery_alongside [--database postgresql|sqlite] [--rounds N] [--seconds S] [--pace N]`.
 
 Each round has its own fresh database and its own server (ours, one worker, a Razorpay secret for the
 live load, Stripe's recovery settings pointing at the fake) and sends distinct signed Razorpay
-deliveries with wrk (32 connections). Rounds alternate: live load alone, then live load with
+deliveries with wrk (32 connections). Rounds alternate: live load alone; live load with
 `python -m cli recover --provider stripe` started RECOVERY_DELAY_S into it, as an operator runs it, in
 its own process, against the same database, over 10,000 events from the fake of Stripe's API
-(bench/fake_stripe.py, in a process of its own too).
+(bench/fake_stripe.py, in a process of its own too); and, with --pace N (0: not run), the same with
+RECOVERY_EVENTS_PER_SECOND=N.
 
 The live rate compared is stored webhook rows (origin 'webhook', by received_at) per second within the
 recovery's window: from the recover process's start to its exit. Alone rounds are read over the same
-window relative to their wrk start (the alongside rounds' median offset and length), so both rates are
-over the same stretch of a run. The recovery rate is recovered rows (origin 'recovery', which must be
+window relative to their wrk start as the recovery round after them, so both rates are over the same
+stretch of a run. The recovery rate is recovered rows (origin 'recovery', which must be
 10,000) over the process's wall time, start-up included; its rows' own span is printed beside it.
 """
 
@@ -67,7 +68,7 @@ class Recovery:
 
 @dataclass
 class Round:
-    alongside: bool
+    kind: str  # "alone", "unpaced" or "paced"
     result: wrk.WrkResult
     wrk_started: float  # Unix time just before wrk started
     live: list[float]  # received_at of every stored webhook row, Unix time
@@ -154,9 +155,17 @@ def recover(env: dict[str, str]) -> tuple[float, float, float, str, int]:
 
 
 def one_round(
-    kind: str, folder: Path, *, tag: str, alongside: bool, seconds: float, fake_url: str, fake_pid: int
+    database_kind: str,
+    folder: Path,
+    *,
+    tag: str,
+    kind: str,
+    pace: float,
+    seconds: float,
+    fake_url: str,
+    fake_pid: int,
 ) -> Round:
-    with fresh(kind, folder, tag) as database:
+    with fresh(database_kind, folder, tag) as database:
         env = {
             "DATABASE_URL": database.url,
             "RAZORPAY_WEBHOOK_SECRET": payloads.SECRET,
@@ -164,6 +173,8 @@ def one_round(
             "STRIPE_API_BASE": fake_url,
             "LOG_LEVEL": "WARNING",
         }
+        if kind == "paced":
+            env["RECOVERY_EVENTS_PER_SECOND"] = str(pace)
         deliveries = payloads.deliveries(count=int(LIVE_RATE_GUESS * seconds), tag=tag, duplicate_ratio=0.0)
         requests = [payloads.webhook_request(d) for d in deliveries]
         with Server(OURS, workers=1, env=env, log_path=folder / f"{tag}.log") as server:
@@ -189,7 +200,7 @@ def one_round(
             loader = threading.Thread(target=load)
             loader.start()
             ran = None
-            if alongside:
+            if kind != "alone":
                 time.sleep(RECOVERY_DELAY_S)  # the live load runs alone first, as when an operator starts
                 ran = recover(env)
             loader.join()
@@ -199,7 +210,7 @@ def one_round(
         result = outcome[0]
         recovered = rows(database, "recovery")
         round_ = Round(
-            alongside=alongside,
+            kind=kind,
             result=result,
             wrk_started=wrk_started,
             live=rows(database, "webhook"),
@@ -229,7 +240,7 @@ def one_round(
 def describe(round_: Round, offset: float, length: float) -> str:
     result = round_.result
     line = (
-        f"{'alongside' if round_.alongside else 'alone    '}: wrk {result.rps:,.0f}/s "
+        f"{round_.kind:>7}: wrk {result.rps:,.0f}/s "
         f"p99 {result.p99_ms:.1f} ms ({result.requests} answered, {result.non2xx} non-2xx); "
         f"live in [{offset:.1f} s, +{length:.1f} s] {round_.live_rate(offset, length):,.0f}/s; "
         f"server CPU {round_.server_cpu_s:.1f} s, fake CPU {round_.fake_cpu_s:.1f} s; "
@@ -252,62 +263,65 @@ def main() -> None:
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind, alternating")
     parser.add_argument("--seconds", type=float, default=20.0, help="the live load's length")
+    parser.add_argument("--pace", type=float, default=0, help="RECOVERY_EVENTS_PER_SECOND of paced rounds")
     args = parser.parse_args()
     if args.database == "postgresql":
         ensure_postgres()
+    kinds = ("alone", "unpaced", "paced") if args.pace > 0 else ("alone", "unpaced")
     folder = Path(tempfile.mkdtemp(prefix="bench-recovery-alongside-"))
     fake, fake_url = start_fake()
-    rounds: list[Round] = []
+    cycles: list[dict[str, Round]] = []
     try:
         for number in range(args.rounds):
-            for alongside in (False, True):
-                tag = f"r{number}{'b' if alongside else 'a'}"
-                rounds.append(
-                    one_round(
-                        args.database,
-                        folder,
-                        tag=tag,
-                        alongside=alongside,
-                        seconds=args.seconds,
-                        fake_url=fake_url,
-                        fake_pid=fake.pid,
-                    )
+            cycle: dict[str, Round] = {}
+            for kind in kinds:
+                tag = f"r{number}{kind[0]}"
+                cycle[kind] = one_round(
+                    args.database,
+                    folder,
+                    tag=tag,
+                    kind=kind,
+                    pace=args.pace,
+                    seconds=args.seconds,
+                    fake_url=fake_url,
+                    fake_pid=fake.pid,
                 )
                 print(f"round {tag} done, load {load_average()}", file=sys.stderr, flush=True)
+            cycles.append(cycle)
     finally:
         assert fake.stdin is not None
         fake.stdin.close()
         fake.wait(10)
-    report(args.database, rounds)
-
-
-def report(kind: str, rounds: list[Round]) -> None:
-    paired = [(alone, along, along.recovery) for alone, along in zip(rounds[::2], rounds[1::2], strict=True)]
-    runs = [ran for _, _, ran in paired if ran is not None]
-    offset = statistics.median(ran.started - along.wrk_started for _, along, ran in paired if ran)
-    length = statistics.median(ran.seconds for ran in runs)
-    print(f"{kind}, {EVENTS} events recovered alongside wrk -c {CONNECTIONS}; load now {load_average()}")
-    ratios: list[float] = []
-    for alone, along, ran in paired:
-        assert ran is not None
-        own_offset = ran.started - along.wrk_started
-        print(describe(alone, own_offset, ran.seconds))
-        print(describe(along, own_offset, ran.seconds))
-        # The alone round just before it, over the same stretch of its run.
-        ratios.append(along.live_rate(own_offset, ran.seconds) / alone.live_rate(own_offset, ran.seconds))
-        print(f"  live during recovery / alone round before it, same window: {ratios[-1]:.2f}")
-    alone_rate = statistics.median(alone.live_rate(offset, length) for alone, _, _ in paired)
-    during_rate = statistics.median(
-        along.live_rate(ran.started - along.wrk_started, ran.seconds) for _, along, ran in paired if ran
-    )
     print(
-        f"median live rate: alone {alone_rate:,.0f}/s, during recovery {during_rate:,.0f}/s, "
-        f"ratio {during_rate / alone_rate:.2f} (pairwise {', '.join(f'{r:.2f}' for r in ratios)}); "
-        f"recovery {', '.join(f'{ran.rate:,.0f}' for ran in runs)} events/s"
+        f"{args.database}, {EVENTS} events recovered during wrk -c {CONNECTIONS} for {args.seconds:.0f} s"
+        + (f", paced rounds at RECOVERY_EVENTS_PER_SECOND={args.pace:.0f}" if args.pace > 0 else "")
     )
-    wrk_alone = statistics.median(alone.result.rps for alone, _, _ in paired)
-    wrk_along = statistics.median(along.result.rps for _, along, _ in paired)
-    print(f"whole wrk runs: alone {wrk_alone:,.0f}/s, alongside {wrk_along:,.0f}/s")
+    for kind in kinds[1:]:
+        report(kind, cycles)
+    print(f"load average at the end: {load_average()}")
+
+
+def report(kind: str, cycles: list[dict[str, Round]]) -> None:
+    """Each `kind` round against the alone round of its cycle, over the same window of their runs."""
+    ratios: list[float] = []
+    rates: list[float] = []
+    for cycle in cycles:
+        alone, along = cycle["alone"], cycle[kind]
+        ran = along.recovery
+        assert ran is not None
+        offset = ran.started - along.wrk_started
+        print(describe(alone, offset, ran.seconds))
+        print(describe(along, offset, ran.seconds))
+        ratios.append(along.live_rate(offset, ran.seconds) / alone.live_rate(offset, ran.seconds))
+        rates.append(ran.rate)
+        print(f"  live during recovery / alone, same window: {ratios[-1]:.2f}")
+    wrk_alone = statistics.median(cycle["alone"].result.rps for cycle in cycles)
+    wrk_along = statistics.median(cycle[kind].result.rps for cycle in cycles)
+    print(
+        f"== {kind}: live ratio median {statistics.median(ratios):.2f} "
+        f"({', '.join(f'{r:.2f}' for r in ratios)}); recovery {', '.join(f'{r:,.0f}' for r in rates)} "
+        f"events/s; whole wrk runs {wrk_along:,.0f}/s against {wrk_alone:,.0f}/s alone"
+    )
 
 
 if __name__ == "__main__":
