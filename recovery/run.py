@@ -158,7 +158,7 @@ async def run(
     on_page: Callable[[Report], None] | None = None,
 ) -> Report:
     """A run as the CLI and the periodic runner do it: skipped without credentials, one runner per
-    provider at a time (the lease, renewed after every page), the high-water mark moved to `until` once
+    provider at a time (the lease, renewed between pages), the high-water mark moved to `until` once
     the whole window is read. Never raises for the provider's or the storage's sake: the report's
     outcome and message say what stopped it."""
     report = Report(provider=source.name, since=since, until=until)
