@@ -76,6 +76,7 @@ class Round:
     load_after: str
     recovery: Recovery | None = None
     server_cpu_s: float = 0.0  # user + system of the server's processes over the round
+    server_wait_s: float = 0.0  # and their time runnable but waiting for a CPU
     fake_cpu_s: float = 0.0  # and of the fake's process
     notes: list[str] = field(default_factory=list)
 
@@ -99,6 +100,18 @@ def cpu_seconds(pid: int) -> float:
 
 def tree_cpu_seconds(server: Server) -> float:
     return sum(cpu_seconds(pid) for pid in server.rss_kib())
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Seconds `pid` has spent runnable but waiting for a CPU (/proc/<pid>/schedstat), 0 once gone."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def tree_run_queue_seconds(server: Server) -> float:
+    return sum(run_queue_seconds(pid) for pid in server.rss_kib())
 
 
 def rows(database: Database, origin: str) -> list[float]:
@@ -196,6 +209,7 @@ def one_round(
                 )
 
             cpu_before, fake_before = tree_cpu_seconds(server), cpu_seconds(fake_pid)
+            wait_before = tree_run_queue_seconds(server)
             wrk_started = time.time()
             loader = threading.Thread(target=load)
             loader.start()
@@ -205,6 +219,7 @@ def one_round(
                 ran = recover(env)
             loader.join()
             server_cpu = tree_cpu_seconds(server) - cpu_before
+            server_wait = tree_run_queue_seconds(server) - wait_before
             fake_cpu = cpu_seconds(fake_pid) - fake_before
             load_after = load_average()
         result = outcome[0]
@@ -217,6 +232,7 @@ def one_round(
             load_before=load_before,
             load_after=load_after,
             server_cpu_s=server_cpu,
+            server_wait_s=server_wait,
             fake_cpu_s=fake_cpu,
         )
         if ran is not None:
@@ -243,7 +259,8 @@ def describe(round_: Round, offset: float, length: float) -> str:
         f"{round_.kind:>7}: wrk {result.rps:,.0f}/s "
         f"p99 {result.p99_ms:.1f} ms ({result.requests} answered, {result.non2xx} non-2xx); "
         f"live in [{offset:.1f} s, +{length:.1f} s] {round_.live_rate(offset, length):,.0f}/s; "
-        f"server CPU {round_.server_cpu_s:.1f} s, fake CPU {round_.fake_cpu_s:.1f} s; "
+        f"server CPU {round_.server_cpu_s:.1f} s (waited {round_.server_wait_s:.1f} s for one), "
+        f"fake CPU {round_.fake_cpu_s:.1f} s; "
         f"load {round_.load_before} -> {round_.load_after}"
     )
     if (ran := round_.recovery) is not None:
