@@ -169,6 +169,9 @@ class Settings(BaseSettings):
     recovery_page_size: int = Field(default=100, ge=1, le=100)
     recovery_timeout_seconds: float = Field(default=10.0, gt=0)
     recovery_max_retries: int = Field(default=5, ge=0)
+    # Items a run reads per second at most (recovery/pace.py), so that it leaves live deliveries most of
+    # the CPU and the database; 0: as fast as the provider and the store allow.
+    recovery_events_per_second: float = Field(default=0, ge=0)
     # Stripe only: list just the events whose webhooks have not (yet) been delivered.
     stripe_recovery_undelivered_only: bool = False
 

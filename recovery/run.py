@@ -9,6 +9,7 @@ events read twice are duplicates, and none is lost.
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 from errors import CredentialsRefused, ProviderUnavailable, RecoveryError, StorageUnavailable
 from payments.events import NormalizedEvent
 from recovery import metrics, state
+from recovery.pace import Pace
 from recovery.source import Page, Source
 
 logger = logging.getLogger("webhooks.recovery")
@@ -63,6 +65,7 @@ async def recover(
     `report` as it goes. Raises RecoveryError or StorageUnavailable when it cannot finish; what it
     stored so far stays stored, and `report` says how far it got."""
     report = report or Report(provider=source.name, since=since, until=until)
+    pace = Pace(source.settings.recovery_events_per_second)
     pages: Iterator[Page] = source.pages(since=since, until=until)
 
     def fetch() -> "asyncio.Future[Page | None]":
@@ -86,6 +89,8 @@ async def recover(
             await _take(page, report=report, source=source, store=store, engine=engine, dry_run=dry_run)
             if after_page is not None:
                 await after_page(report)
+            # RECOVERY_EVENTS_PER_SECOND; the next page is being fetched meanwhile.
+            await asyncio.sleep(pace.wait(len(page.events) + page.refused))
     finally:
         upcoming.cancel()  # stopped early: nobody waits for the page in flight
     return report
@@ -153,7 +158,7 @@ async def run(
     on_page: Callable[[Report], None] | None = None,
 ) -> Report:
     """A run as the CLI and the periodic runner do it: skipped without credentials, one runner per
-    provider at a time (the lease, renewed after every page), the high-water mark moved to `until` once
+    provider at a time (the lease, renewed between pages), the high-water mark moved to `until` once
     the whole window is read. Never raises for the provider's or the storage's sake: the report's
     outcome and message say what stopped it."""
     report = Report(provider=source.name, since=since, until=until)
@@ -217,11 +222,20 @@ async def _leased_run(
     move_mark: bool,
     on_page: Callable[[Report], None] | None,
 ) -> Report:
+    renewed = time.monotonic()  # run() took the lease just before
+
     async def after_page(report: Report) -> None:
+        nonlocal renewed
         if on_page is not None:
             on_page(report)
-        if not dry_run and not await _lease(engine, source.name, owner, lease_seconds):
+        # Renewed once a quarter of it has passed, not after every page: each renewal is a write
+        # transaction that live deliveries' commits queue behind (SQLite has one writer at a time).
+        # Three quarters of a lease left still outlast a page's retries (window.lease_seconds).
+        if dry_run or time.monotonic() - renewed < lease_seconds / 4:
+            return
+        if not await _lease(engine, source.name, owner, lease_seconds):
             raise LeaseLost("the recovery lease was taken over by another runner")
+        renewed = time.monotonic()
 
     report = Report(provider=source.name, since=since, until=until)
     try:

@@ -13,5 +13,6 @@ def window_start(settings: Settings, *, mark: datetime | None, now: datetime) ->
 
 
 def lease_seconds(settings: Settings) -> float:
-    """Long enough to outlast a page's retries: the lease is renewed after every page."""
+    """Long enough to outlast a page's retries four times over: a run renews it after the first page
+    that ends once a quarter of it has passed (run._leased_run)."""
     return max(120.0, settings.recovery_timeout_seconds * (settings.recovery_max_retries + 1) * 4)

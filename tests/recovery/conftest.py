@@ -55,7 +55,14 @@ class Recoverer:
         self.sources = build_sources(client.app.state.settings, sleep=self.waits.append)  # type: ignore[attr-defined]
 
     def __call__(
-        self, provider: str, *, since: datetime, until: datetime, owner: str = "test", **options: Any
+        self,
+        provider: str,
+        *,
+        since: datetime,
+        until: datetime,
+        owner: str = "test",
+        lease_seconds: float = 60,
+        **options: Any,
     ) -> Report:
         state = self.client.app.state  # type: ignore[attr-defined]
         work = partial(
@@ -66,7 +73,7 @@ class Recoverer:
             since=since,
             until=until,
             owner=owner,
-            lease_seconds=60,
+            lease_seconds=lease_seconds,
             **options,
         )
         return self.client.portal.call(work)  # type: ignore[union-attr]
