@@ -17,7 +17,7 @@ from config import Settings
 from errors import InvalidJson, InvalidPayload
 from payments.events import NormalizedEvent
 from providers import fields
-from providers.base import Answer, Provider
+from providers.base import Answer, ManyEventsProvider
 from security import HeaderMap, decode_hex_key, require_header, verify_adyen_item, verify_basic_auth
 
 _STATUS_ON_SUCCESS = {
@@ -59,7 +59,7 @@ def notification_items(payload: object) -> list[dict[str, Any]]:
     return unwrapped  # type: ignore[return-value]
 
 
-class Adyen(Provider):
+class Adyen(ManyEventsProvider):
     name = "adyen"
     required_headers = ()
     stored_headers = ()
@@ -88,26 +88,13 @@ class Adyen(Provider):
         for item in notification_items(payload):
             verify_adyen_item(item, self._keys)
 
-    def events(
-        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
-    ) -> list[NormalizedEvent]:
-        kept = self.delivery_headers(headers)  # once a delivery: its events all keep the same headers
-        return [
-            self.item_event(item, body=orjson.dumps(item), kept=kept, received_at=received_at)
-            for item in notification_items(payload)
-        ]
-
-    def normalise(
-        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
-    ) -> NormalizedEvent:
-        """One NotificationRequestItem; `body` is its JSON (it carries its own signature)."""
-        kept = self.delivery_headers(headers)
-        return self.item_event(payload, body=body, kept=kept, received_at=received_at)
+    def items(self, payload: dict[str, Any]) -> Sequence[Any]:
+        return notification_items(payload)
 
     def item_event(
         self, payload: dict[str, Any], *, body: bytes, kept: dict[str, str], received_at: datetime
     ) -> NormalizedEvent:
-        """`normalise` with the delivery's kept headers already read (`delivery_headers`)."""
+        """One NotificationRequestItem; `body` is its JSON (it carries its own signature)."""
         event_code = fields.required_text(payload.get("eventCode"), "eventCode")
         psp_reference = fields.required_text(payload.get("pspReference"), "pspReference")
         success = fields.text(payload.get("success"), "success", max_length=5)

@@ -118,3 +118,35 @@ def _as_sent(value: str) -> str:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeError:
         return value
+
+
+class ManyEventsProvider(Provider):
+    """A provider whose deliveries carry a list of events (Adyen, GoCardless): each element is stored as
+    an event of its own, its JSON as its raw body, with the delivery's kept headers, read once a
+    delivery rather than once an event."""
+
+    @abstractmethod
+    def items(self, payload: dict[str, Any]) -> Sequence[Any]:
+        """The delivery's elements, each to become an event; `errors.InvalidPayload` when there are none."""
+
+    @abstractmethod
+    def item_event(
+        self, payload: dict[str, Any], *, body: bytes, kept: dict[str, str], received_at: datetime
+    ) -> NormalizedEvent:
+        """One element; `body` is its JSON, `kept` the delivery's kept headers (`delivery_headers`)."""
+
+    def events(
+        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
+    ) -> list[NormalizedEvent]:
+        kept = self.delivery_headers(headers)
+        return [
+            self.item_event(item, body=orjson.dumps(item), kept=kept, received_at=received_at)
+            for item in self.items(payload)
+        ]
+
+    def normalise(
+        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
+    ) -> NormalizedEvent:
+        """One element on its own; `body` is that element's JSON (the delivery's body holds them all)."""
+        kept = self.delivery_headers(headers)
+        return self.item_event(payload, body=body, kept=kept, received_at=received_at)

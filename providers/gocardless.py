@@ -9,12 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from errors import ApiError, InvalidPayload, SignatureError
 from payments.events import NormalizedEvent
 from providers import fields
-from providers.base import Answer, Provider
+from providers.base import Answer, ManyEventsProvider
 from security import HeaderMap, verify_gocardless
 
 _STATUS_BY_EVENT = {
@@ -32,7 +30,7 @@ _STATUS_BY_EVENT = {
 _TOKEN_INVALID = 498  # GoCardless's documented answer to a delivery whose signature does not match
 
 
-class GoCardless(Provider):
+class GoCardless(ManyEventsProvider):
     name = "gocardless"
     required_headers = (("webhook-signature",),)
     stored_headers = ("webhook-signature", "origin")
@@ -45,29 +43,16 @@ class GoCardless(Provider):
     async def verify(self, body: bytes, headers: HeaderMap, now: float) -> None:
         verify_gocardless(body, headers["webhook-signature"], self.settings.gocardless_webhook_secret)
 
-    def events(
-        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
-    ) -> list[NormalizedEvent]:
+    def items(self, payload: dict[str, Any]) -> Sequence[Any]:
         items = payload.get("events")
         if not isinstance(items, list) or not items:
             raise InvalidPayload("field 'events' must be a non-empty list")
-        kept = self.delivery_headers(headers)  # once a delivery: its events all keep the same headers
-        return [
-            self.item_event(item, body=orjson.dumps(item), kept=kept, received_at=received_at)
-            for item in items
-        ]
-
-    def normalise(
-        self, payload: dict[str, Any], *, body: bytes, headers: HeaderMap, received_at: datetime
-    ) -> NormalizedEvent:
-        """One element of `events`; `body` is that element's JSON (the delivery's body holds them all)."""
-        kept = self.delivery_headers(headers)
-        return self.item_event(payload, body=body, kept=kept, received_at=received_at)
+        return items
 
     def item_event(
         self, payload: dict[str, Any], *, body: bytes, kept: dict[str, str], received_at: datetime
     ) -> NormalizedEvent:
-        """`normalise` with the delivery's kept headers already read (`delivery_headers`)."""
+        """One element of `events`."""
         if not isinstance(payload, dict):
             raise InvalidPayload("every element of 'events' must be an object")
         resource = fields.required_text(payload.get("resource_type"), "events[].resource_type")
