@@ -4,9 +4,20 @@ each attempt with its delivery's next state in one transaction. Plain functions 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Select, Table, bindparam, exists, select, update
+from sqlalchemy import (
+    ColumnClause,
+    Connection,
+    Select,
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -19,6 +30,9 @@ from models import DestinationAttempt, DestinationDelivery, DestinationStatus, E
 PENDING = "pending"
 DELIVERED = "delivered"
 DEAD = "dead"
+# 'pending' written into the SQL, not bound: a prepared statement's generic plan can then still prove
+# the partial indexes' `state = 'pending'` and use them.
+PENDING_SQL: Final[ColumnClause[str]] = literal_column(f"'{PENDING}'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,15 @@ def enqueue(
     return len(rows)
 
 
+def refresh_statistics(connection: Connection) -> None:
+    """Have PostgreSQL's planner see the deliveries table as it is now. Owed rows arrive in bursts
+    (a backlog, a replay) far faster than autovacuum's analyze follows; planned from the statistics of
+    a much smaller table, the due and ordering lookups chose the wrong index and read every pending row
+    for each candidate (BENCHMARKS.md, "Destinations"). SQLite's planner keeps no such statistics."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("ANALYZE destination_deliveries"))
+
+
 def is_paused(connection: Connection, name: str) -> bool:
     paused = connection.execute(
         select(DestinationStatus.paused).where(DestinationStatus.name == name)
@@ -106,25 +129,37 @@ Candidates = Select[int, int, int, datetime, int, datetime]
 def _candidates(destination: Destination, *, claimed: Iterable[int]) -> Candidates:
     """The destination's pending deliveries that may be sent when their time comes: not claimed by the
     worker already and, with ordering on, each payment's earliest owed event only (later ones wait until
-    it is delivered or dead). Both partial indexes of the pending rows serve it."""
+    it is delivered or dead). Both partial indexes of the pending rows serve it.
+
+    The ordering test is a scalar subquery, the payment's first pending id, ordered as its index is:
+    PostgreSQL cannot turn it into a join, so it stays one probe of `ix_destination_deliveries_payment`
+    per candidate, however large the backlog and whatever the statistics say. Written as NOT EXISTS,
+    it was planned, on a table grown since its last ANALYZE, as a scan of every pending row of the
+    destination per candidate (BENCHMARKS.md, "Destinations")."""
     owed = DestinationDelivery
     query = select(
         owed.id, owed.attempts, owed.round_attempts, owed.queued_at, owed.event_row_id, owed.next_attempt_at
-    ).where(owed.destination == destination.name, owed.state == PENDING)
+    ).where(owed.destination == destination.name, owed.state == PENDING_SQL)
     skip = sorted(claimed)
     if skip:
         query = query.where(owed.id.not_in(skip))
     if destination.ordered:
         earlier = aliased(DestinationDelivery)
-        query = query.where(
-            ~exists().where(
+        first_owed = (
+            select(earlier.id)
+            .where(
                 earlier.destination == owed.destination,
                 earlier.provider == owed.provider,
                 earlier.payment_id == owed.payment_id,
-                earlier.state == PENDING,
-                earlier.id < owed.id,
+                earlier.state == PENDING_SQL,
             )
+            .order_by(earlier.destination, earlier.provider, earlier.payment_id, earlier.id)
+            .limit(1)
+            .correlate(owed)
+            .scalar_subquery()
         )
+        # A payment-less event waits for nothing: its subquery finds no row, and coalesce lets it through.
+        query = query.where(owed.id == func.coalesce(first_owed, owed.id))
     return query
 
 

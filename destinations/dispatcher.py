@@ -29,6 +29,9 @@ INTAKE: Final = "http/destinations"
 INTAKE_BATCH: Final = 1000
 LINGER_SECONDS: Final = 0.005
 STOP_WAIT_SECONDS: Final = 10.0
+# The deliveries table's statistics are refreshed each time the intake has owed as many rows as it had
+# owed at the last refresh, and this many at least: a few times while a backlog grows, rarely after.
+ANALYZE_AFTER_ROWS: Final = 1000
 
 
 class Dispatcher:
@@ -47,6 +50,8 @@ class Dispatcher:
         self._stopping = False
         self._leading = False
         self._database_down = False
+        self._owed_rows = 0
+        self._owed_rows_at_analyze = 0
 
     def wake(self) -> None:
         """After a commit: there may be new events to owe."""
@@ -134,14 +139,26 @@ class Dispatcher:
             return 0
         now = datetime.now(UTC)
 
-        def owe(connection: Connection) -> int:
-            return attempts.enqueue(connection, self._destinations, pending.events, now=now)
+        offered = 0
+
+        def owe(connection: Connection) -> None:
+            nonlocal offered
+            offered = attempts.enqueue(connection, self._destinations, pending.events, now=now)
 
         # The rows owed and the cursor past them, in one transaction.
         await asyncio.to_thread(self._outbox.advance, pending, {}, along=owe)
+        self._owed_rows += offered
+        since = self._owed_rows - self._owed_rows_at_analyze
+        if since >= max(ANALYZE_AFTER_ROWS, self._owed_rows_at_analyze):
+            self._owed_rows_at_analyze = self._owed_rows
+            await asyncio.to_thread(self._analyze)
         for worker in self._workers.values():
             worker.wake()
         return len(pending.events)
+
+    def _analyze(self) -> None:
+        with self._engine.begin() as connection:
+            attempts.refresh_statistics(connection)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):

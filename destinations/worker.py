@@ -87,8 +87,7 @@ class Worker:
                 if self._results and self._sending and len(self._results) < self._sending:
                     # Let the sends still in flight finish too: one transaction records them together.
                     await asyncio.sleep(LINGER_SECONDS)
-                await self._flush()
-                await self._dispatch()
+                await self._turn()
                 if self._database_down:
                     logger.info("destination %s: the database answers again", self.destination.name)
                     self._database_down = False
@@ -116,31 +115,47 @@ class Worker:
             await self._flush()
         await self._http.close()
 
-    async def _dispatch(self) -> None:
-        """Start sends while there is room, from a queue of due deliveries read ahead in one query."""
+    async def _turn(self) -> None:
+        """Record the attempts that have finished and, when there is room, read what is due next: both in
+        one transaction on one connection, one thread hop. Then start sends while there is room."""
         name = self.destination.name
         concurrency = self._concurrency()
         room = concurrency - self._sending
+        probe_wait = self._next_probe - time.monotonic() if self._failing else 0.0
+        # The queue holds only what is due now and each payment's earliest: reading ahead does not
+        # change the order. A pause is seen within a poll.
+        read = (
+            room > 0
+            and probe_wait <= 0
+            and (not self._queue or time.monotonic() - self._paused_checked_at > self._poll_seconds)
+        )
+        batch, self._results = self._results, []
+        next_at: datetime | None = None
+        if batch or read:
+            ahead = max(READ_AHEAD, self.destination.max_in_flight) if read and not self._queue else 0
+            try:
+                paused, due, next_at = await asyncio.to_thread(
+                    self._exchange, batch, read=read, now=datetime.now(UTC), limit=ahead
+                )
+            except BaseException:
+                self._results = batch + self._results  # recorded on the next turn
+                raise
+            self._recorded(batch)
+            if read:
+                self._paused_checked_at = time.monotonic()
+                if paused:
+                    self._unclaim_queue()
+                    await self._sleep(self._poll_seconds)
+                    return
+                for item in due:
+                    self._claimed.add(item.delivery_id)
+                    self._queue.append(item)
         if room <= 0:
             await self._sleep(self._poll_seconds)  # woken when a send finishes
             return
-        if self._failing and (wait := self._next_probe - time.monotonic()) > 0:
-            await self._sleep(wait)
+        if probe_wait > 0:
+            await self._sleep(probe_wait)
             return
-        next_at: datetime | None = None
-        if not self._queue or time.monotonic() - self._paused_checked_at > self._poll_seconds:
-            # The queue holds only what is due now and each payment's earliest: reading ahead does not
-            # change the order. A pause is seen within a poll.
-            ahead = max(READ_AHEAD, self.destination.max_in_flight) if not self._queue else 0
-            paused, due, next_at = await asyncio.to_thread(self._due, now=datetime.now(UTC), limit=ahead)
-            self._paused_checked_at = time.monotonic()
-            if paused:
-                self._unclaim_queue()
-                await self._sleep(self._poll_seconds)
-                return
-            for item in due:
-                self._claimed.add(item.delivery_id)
-                self._queue.append(item)
         started = 0
         while self._queue and self._sending < concurrency and not self._stopping:
             item = self._queue.popleft()
@@ -152,7 +167,7 @@ class Worker:
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
             started += 1
-        if not self._queue and started < room:
+        if not self._queue and started < room and not self._results:
             wait = self._poll_seconds
             if next_at is not None:
                 wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
@@ -167,22 +182,28 @@ class Worker:
         while self._queue:
             self._claimed.discard(self._queue.popleft().delivery_id)
 
-    def _due(self, *, now: datetime, limit: int) -> tuple[bool, list[Due], datetime | None]:
-        with self._engine.connect() as connection:
-            if attempts.is_paused(connection, self.destination.name):
-                return True, [], None
+    def _exchange(
+        self, batch: list[Recorded], *, read: bool, now: datetime, limit: int
+    ) -> tuple[bool, list[Due], datetime | None]:
+        """Record `batch`; then, when `read`, whether the destination is paused and up to `limit` due
+        deliveries (and when the next one is due, if none is now). One transaction: the attempts just
+        recorded as delivered already let their payments' next events through."""
+        purged = 0
+        with self._engine.begin() as connection:
+            attempts.record(connection, self.destination.name, batch)
+            if not read or attempts.is_paused(connection, self.destination.name):
+                return read, [], None
             if not limit:
                 return False, [], None
             due, purged = attempts.due(
                 connection, self.destination, now=now, limit=limit, claimed=self._claimed
             )
-            if purged:
-                connection.commit()
-                metrics.DEAD.labels(self.destination.name).inc(purged)
             next_at = None
             if not due:
                 next_at = attempts.next_due_at(connection, self.destination, claimed=self._claimed)
-            return False, due, next_at
+        if purged:
+            metrics.DEAD.labels(self.destination.name).inc(purged)
+        return False, due, next_at
 
     async def _send(self, item: Due) -> None:
         event = item.event
@@ -213,15 +234,18 @@ class Worker:
         self._wake.set()
 
     async def _flush(self) -> None:
-        """Record the finished attempts in one transaction; only then may their deliveries be picked again."""
-        if not self._results:
-            return
-        batch, self._results = self._results, []
-        try:
-            await asyncio.to_thread(self._record, batch)
-        except BaseException:
-            self._results = batch + self._results  # recorded on the next turn
-            raise
+        """Record the finished attempts (at stop, with nothing read after them)."""
+        if self._results:
+            batch, self._results = self._results, []
+            try:
+                await asyncio.to_thread(self._exchange, batch, read=False, now=datetime.now(UTC), limit=0)
+            except BaseException:
+                self._results = batch + self._results
+                raise
+            self._recorded(batch)
+
+    def _recorded(self, batch: list[Recorded]) -> None:
+        """After the commit: the batch's deliveries may be picked again; count and log them."""
         name = self.destination.name
         for item in batch:
             self._claimed.discard(item.due.delivery_id)
@@ -229,10 +253,6 @@ class Worker:
             if item.state == attempts.DEAD:
                 metrics.DEAD.labels(name).inc()
         self._log_health(batch)
-
-    def _record(self, batch: list[Recorded]) -> None:
-        with self._engine.begin() as connection:
-            attempts.record(connection, self.destination.name, batch)
 
     def _log_health(self, batch: list[Recorded]) -> None:
         name = self.destination.name

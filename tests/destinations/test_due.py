@@ -1,0 +1,80 @@
+"""What a destination's worker picks next (`destinations.attempts.due`), read straight from the database:
+each payment's earliest owed event and nothing behind it, events without a payment never held back,
+and on PostgreSQL the deliveries table's statistics kept fresh as a backlog grows."""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, text, update
+
+from database import normalise_url
+from destinations import attempts, dispatcher
+from destinations.file import Destination
+from models import DestinationDelivery
+from tests.destinations.conftest import AUTH, SECRET, destination, post, states, wait_for
+from tests.destinations.test_delivery import AppWith, Receivers
+
+
+def test_due_is_each_payments_earliest_owed_event_and_payment_less_events_wait_for_nothing(
+    app_with: AppWith, receivers: Receivers, database_url: str
+) -> None:
+    client = app_with(destination("orders", receivers().url))
+    client.post("/destinations/orders/pause", headers=AUTH)
+    a1 = post(client, payment_id="pay_a", event_id="evt_a1", created_at=100)
+    a2 = post(client, payment_id="pay_a", event_id="evt_a2", created_at=200)
+    b1 = post(client, payment_id="pay_b", event_id="evt_b1", created_at=300)
+    loose = post(client, payment_id="pay_c", event_id="evt_loose", created_at=400)
+    late = post(client, payment_id="pay_c", event_id="evt_late", created_at=500)
+    wait_for(lambda: len(states(database_url)) == 5)
+
+    engine = create_engine(normalise_url(database_url))
+    try:
+        with engine.begin() as connection:
+            # Two owed rows without a payment id: neither waits for the other, nor for anything else.
+            connection.execute(
+                update(DestinationDelivery)
+                .where(DestinationDelivery.event_id.in_([loose, late]))
+                .values(payment_id=None)
+            )
+        orders = Destination(name="orders", url="http://127.0.0.1:9/hooks", secret=SECRET)
+        with engine.connect() as connection:
+            due, purged = attempts.due(connection, orders, now=datetime.now(UTC), limit=100)
+            assert purged == 0
+            assert [d.event.event_id for d in due] == [a1, b1, loose, late]
+            # Once pay_a's first event is claimed by the worker it is still owed: its second still waits.
+            claimed = [d.delivery_id for d in due if d.event.event_id == a1]
+            again, _ = attempts.due(connection, orders, now=datetime.now(UTC), limit=100, claimed=claimed)
+            assert [d.event.event_id for d in again] == [b1, loose, late]
+            # Unordered, every owed event is due.
+            unordered = orders.model_copy(update={"ordered": False})
+            everything, _ = attempts.due(connection, unordered, now=datetime.now(UTC), limit=100)
+            assert [d.event.event_id for d in everything] == [a1, a2, b1, loose, late]
+    finally:
+        engine.dispose()
+
+
+def test_the_intake_refreshes_the_deliveries_tables_statistics_as_the_backlog_grows(
+    app_with: AppWith, receivers: Receivers, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's planner keeps no statistics to refresh")
+    monkeypatch.setattr(dispatcher, "ANALYZE_AFTER_ROWS", 3)
+    client = app_with(destination("orders", receivers().url))
+    client.post("/destinations/orders/pause", headers=AUTH)
+    engine = create_engine(normalise_url(database_url))
+
+    def analyzed() -> int:
+        with engine.connect() as connection:
+            count = connection.execute(
+                text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'destination_deliveries'")
+            ).scalar_one()
+            return int(count)
+
+    try:
+        assert analyzed() == 0
+        for n in range(4):
+            post(client, payment_id=f"pay_s{n}")
+        wait_for(lambda: len(states(database_url)) == 4)
+        wait_for(lambda: analyzed() >= 1)
+    finally:
+        engine.dispose()
