@@ -13,7 +13,9 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,11 +33,14 @@ DATABASE_BACKOFF_SECONDS = 1.0
 PROBE_MAX_SECONDS = 1.0
 # Due deliveries read ahead in one query, then sent as slots free up.
 READ_AHEAD = 256
-# How long finished attempts may wait for the others in flight before they are recorded together.
-LINGER_SECONDS = 0.005
 # Failed attempts in a row (no success between) before the destination is logged as failing: one event
 # that keeps failing while the others are taken is that event's problem, not the destination's.
 FAILING_AFTER = 3
+
+
+T = TypeVar("T")
+# What a read found: whether the destination is paused, what is due now, and when the next is due.
+Read = tuple[bool, list[Due], datetime | None]
 
 
 class RateLimiter:
@@ -68,6 +73,10 @@ class Worker:
         self._claimed: set[int] = set()  # queued, being sent, or sent and not yet recorded
         self._sending = 0
         self._paused_checked_at = 0.0
+        self._read_at = 0.0  # no read before this (monotonic): nothing was due, or the destination is paused
+        # The database work under way: a record (its task and the attempts it records), and a read.
+        self._recording: tuple[asyncio.Task[None], list[Recorded]] | None = None
+        self._reading: asyncio.Task[Read] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._results: list[Recorded] = []
         self._wake = asyncio.Event()
@@ -79,18 +88,18 @@ class Worker:
         self._database_down = False
 
     def wake(self) -> None:
+        """There may be new work (events owed, a replay, a resume): read what is due now."""
+        self._read_at = 0.0
         self._wake.set()
 
     async def run(self) -> None:
+        """Sends go on while the database work runs beside them, in threads: recording the attempts that
+        finished, and reading what is due next, at most one of each at a time."""
         while not self._stopping:
             try:
-                if self._results and self._sending and len(self._results) < self._sending:
-                    # Let the sends still in flight finish too: one transaction records them together.
-                    await asyncio.sleep(LINGER_SECONDS)
-                await self._turn()
-                if self._database_down:
-                    logger.info("destination %s: the database answers again", self.destination.name)
-                    self._database_down = False
+                self._collect()
+                self._start_database_work()
+                await self._sleep(await self._send_due())
             except SQLAlchemyError as exc:
                 if not self._database_down:
                     logger.warning(
@@ -115,49 +124,85 @@ class Worker:
             await self._flush()
         await self._http.close()
 
-    async def _turn(self) -> None:
-        """Record the attempts that have finished and, when there is room, read what is due next: both in
-        one transaction on one connection, one thread hop. Then start sends while there is room."""
-        name = self.destination.name
-        concurrency = self._concurrency()
-        room = concurrency - self._sending
-        probe_wait = self._next_probe - time.monotonic() if self._failing else 0.0
-        # The queue holds only what is due now and each payment's earliest: reading ahead does not
-        # change the order. A pause is seen within a poll.
-        read = (
-            room > 0
-            and probe_wait <= 0
-            and (not self._queue or time.monotonic() - self._paused_checked_at > self._poll_seconds)
+    def _start_database_work(self) -> None:
+        """Record what has finished; read what is due when there is room and nothing is queued.
+
+        A read may run while a record is under way: the deliveries being recorded are still claimed,
+        so the read skips them, and still pending in the database, so their payments' later events
+        wait for them; a recorded outcome lets the next read see those events."""
+        if self._stopping:
+            return
+        if self._recording is None and self._results:
+            batch, self._results = self._results, []
+            self._recording = (self._in_thread("record", self._record, batch), batch)
+        now = time.monotonic()
+        if (
+            self._reading is None
+            and self._concurrency() > self._sending
+            and now >= self._read_at
+            and not (self._failing and self._next_probe > now)
+            # The queue holds only what is due now and each payment's earliest: reading ahead does not
+            # change the order. A pause is seen within a poll.
+            and (not self._queue or now - self._paused_checked_at > self._poll_seconds)
+        ):
+            limit = max(READ_AHEAD, self.destination.max_in_flight) if not self._queue else 0
+            self._reading = self._in_thread(
+                "read", self._read, now=datetime.now(UTC), limit=limit, claimed=frozenset(self._claimed)
+            )
+
+    def _in_thread(self, what: str, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Task[T]:
+        task = asyncio.create_task(
+            asyncio.to_thread(work, *args, **kwargs), name=f"destination-{self.destination.name}-{what}"
         )
-        batch, self._results = self._results, []
-        next_at: datetime | None = None
-        if batch or read:
-            ahead = max(READ_AHEAD, self.destination.max_in_flight) if read and not self._queue else 0
+        task.add_done_callback(lambda _: self._wake.set())
+        return task
+
+    def _collect(self) -> None:
+        """Take in finished database work: deliveries recorded, what was read queued (or the error)."""
+        if self._recording is not None and self._recording[0].done():
+            task, batch = self._recording
+            self._recording = None
             try:
-                paused, due, next_at = await asyncio.to_thread(
-                    self._exchange, batch, read=read, now=datetime.now(UTC), limit=ahead
-                )
+                task.result()
             except BaseException:
                 self._results = batch + self._results  # recorded on the next turn
                 raise
+            self._answered()
             self._recorded(batch)
-            if read:
-                self._paused_checked_at = time.monotonic()
-                if paused:
-                    self._unclaim_queue()
-                    await self._sleep(self._poll_seconds)
-                    return
-                for item in due:
+            if any(item.state != attempts.PENDING for item in batch):
+                self._read_at = 0.0  # their payments' next events may be due now
+        if self._reading is not None and self._reading.done():
+            reading, self._reading = self._reading, None
+            paused, due, next_at = reading.result()
+            self._answered()
+            self._paused_checked_at = time.monotonic()
+            if paused:
+                self._unclaim_queue()
+                self._read_at = time.monotonic() + self._poll_seconds
+                return
+            for item in due:
+                if item.delivery_id not in self._claimed:
                     self._claimed.add(item.delivery_id)
                     self._queue.append(item)
-        if room <= 0:
-            await self._sleep(self._poll_seconds)  # woken when a send finishes
-            return
-        if probe_wait > 0:
-            await self._sleep(probe_wait)
-            return
-        started = 0
-        while self._queue and self._sending < concurrency and not self._stopping:
+            if not due and not self._queue:
+                # Nothing is due now: read again when the next retry is, within a poll, or when woken.
+                wait = self._poll_seconds
+                if next_at is not None:
+                    wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
+                self._read_at = time.monotonic() + wait
+
+    def _answered(self) -> None:
+        if self._database_down:
+            logger.info("destination %s: the database answers again", self.destination.name)
+            self._database_down = False
+
+    async def _send_due(self) -> float:
+        """Start sends from the queue while there is room; how long the loop may sleep (a finished send
+        or exchange, and a wake, end the sleep sooner)."""
+        if self._failing and (probe_wait := self._next_probe - time.monotonic()) > 0:
+            return min(probe_wait, self._poll_seconds)
+        name = self.destination.name
+        while self._queue and self._sending < self._concurrency() and not self._stopping:
             item = self._queue.popleft()
             await self._limiter.acquire()
             if self._failing:
@@ -166,12 +211,8 @@ class Worker:
             task = asyncio.create_task(self._send(item), name=f"destination-{name}")
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
-            started += 1
-        if not self._queue and started < room and not self._results:
-            wait = self._poll_seconds
-            if next_at is not None:
-                wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
-            await self._sleep(wait)
+        until_read = self._read_at - time.monotonic()
+        return min(self._poll_seconds, until_read) if until_read > 0 else self._poll_seconds
 
     def _concurrency(self) -> int:
         """max_in_flight, or one probe at a time while the destination is failing: a destination that is
@@ -182,25 +223,23 @@ class Worker:
         while self._queue:
             self._claimed.discard(self._queue.popleft().delivery_id)
 
-    def _exchange(
-        self, batch: list[Recorded], *, read: bool, now: datetime, limit: int
-    ) -> tuple[bool, list[Due], datetime | None]:
-        """Record `batch`; then, when `read`, whether the destination is paused and up to `limit` due
-        deliveries (and when the next one is due, if none is now). One transaction: the attempts just
-        recorded as delivered already let their payments' next events through."""
-        purged = 0
+    def _record(self, batch: list[Recorded]) -> None:
         with self._engine.begin() as connection:
             attempts.record(connection, self.destination.name, batch)
-            if not read or attempts.is_paused(connection, self.destination.name):
-                return read, [], None
+
+    def _read(self, *, now: datetime, limit: int, claimed: frozenset[int]) -> Read:
+        """Whether the destination is paused; up to `limit` due deliveries not `claimed`, and when the
+        next one is due if none is now."""
+        purged = 0
+        with self._engine.begin() as connection:
+            if attempts.is_paused(connection, self.destination.name):
+                return True, [], None
             if not limit:
                 return False, [], None
-            due, purged = attempts.due(
-                connection, self.destination, now=now, limit=limit, claimed=self._claimed
-            )
+            due, purged = attempts.due(connection, self.destination, now=now, limit=limit, claimed=claimed)
             next_at = None
             if not due:
-                next_at = attempts.next_due_at(connection, self.destination, claimed=self._claimed)
+                next_at = attempts.next_due_at(connection, self.destination, claimed=claimed)
         if purged:
             metrics.DEAD.labels(self.destination.name).inc(purged)
         return False, due, next_at
@@ -234,11 +273,17 @@ class Worker:
         self._wake.set()
 
     async def _flush(self) -> None:
-        """Record the finished attempts (at stop, with nothing read after them)."""
+        """At stop: the database work under way, then what has finished since."""
+        under_way: list[asyncio.Task[Any]] = [self._recording[0]] if self._recording is not None else []
+        if self._reading is not None:
+            under_way.append(self._reading)
+        await asyncio.gather(*under_way, return_exceptions=True)
+        with contextlib.suppress(SQLAlchemyError):
+            self._collect()
         if self._results:
             batch, self._results = self._results, []
             try:
-                await asyncio.to_thread(self._exchange, batch, read=False, now=datetime.now(UTC), limit=0)
+                await asyncio.to_thread(self._record, batch)
             except BaseException:
                 self._results = batch + self._results
                 raise
