@@ -52,6 +52,7 @@ class Dispatcher:
         self._database_down = False
         self._owed_rows = 0
         self._owed_rows_at_analyze = 0
+        self._analyzing: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """After a commit: there may be new events to owe."""
@@ -84,6 +85,8 @@ class Dispatcher:
             self._task = None
         await asyncio.gather(*(worker.stop() for worker in self._workers.values()), return_exceptions=True)
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        if self._analyzing is not None:
+            await asyncio.gather(self._analyzing, return_exceptions=True)
         await asyncio.to_thread(self._outbox.close)
 
     async def _run(self) -> None:
@@ -149,9 +152,13 @@ class Dispatcher:
         await asyncio.to_thread(self._outbox.advance, pending, {}, along=owe)
         self._owed_rows += offered
         since = self._owed_rows - self._owed_rows_at_analyze
-        if since >= max(ANALYZE_AFTER_ROWS, self._owed_rows_at_analyze):
+        if since >= max(ANALYZE_AFTER_ROWS, self._owed_rows_at_analyze) and self._analyzing is None:
+            # Beside the intake, not in its way: the events owed meanwhile do not wait for it.
             self._owed_rows_at_analyze = self._owed_rows
-            await asyncio.to_thread(self._analyze)
+            self._analyzing = asyncio.create_task(
+                asyncio.to_thread(self._analyze), name="destinations-analyze"
+            )
+            self._analyzing.add_done_callback(self._analyzed)
         for worker in self._workers.values():
             worker.wake()
         return len(pending.events)
@@ -159,6 +166,12 @@ class Dispatcher:
     def _analyze(self) -> None:
         with self._engine.begin() as connection:
             attempts.refresh_statistics(connection)
+
+    def _analyzed(self, task: "asyncio.Task[None]") -> None:
+        self._analyzing = None
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Only the planner's view is stale: the next refresh tries again.
+            logger.warning("destinations: refreshing statistics failed (%s)", type(error).__name__)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
