@@ -33,6 +33,10 @@ DATABASE_BACKOFF_SECONDS = 1.0
 PROBE_MAX_SECONDS = 1.0
 # Due deliveries read ahead in one query, then sent as slots free up.
 READ_AHEAD = 256
+# Finished attempts are recorded together, one transaction at most this often (or sooner when
+# READ_AHEAD of them wait): on SQLite each is a turn at the one write lock the ingest writer needs too,
+# and recording only frees a payment's next event and the claim, never a first send.
+RECORD_SECONDS = 0.05
 # Failed attempts in a row (no success between) before the destination is logged as failing: one event
 # that keeps failing while the others are taken is that event's problem, not the destination's.
 FAILING_AFTER = 3
@@ -73,6 +77,7 @@ class Worker:
         self._claimed: set[int] = set()  # queued, being sent, or sent and not yet recorded
         self._sending = 0
         self._paused_checked_at = 0.0
+        self._recorded_at = 0.0  # when the last record started (monotonic)
         self._read_at = 0.0  # no read before this (monotonic): nothing was due, or the destination is paused
         # The database work under way: a record (its task and the attempts it records), and a read.
         self._recording: tuple[asyncio.Task[None], list[Recorded]] | None = None
@@ -132,10 +137,15 @@ class Worker:
         wait for them; a recorded outcome lets the next read see those events."""
         if self._stopping:
             return
-        if self._recording is None and self._results:
-            batch, self._results = self._results, []
-            self._recording = (self._in_thread("record", self._record, batch), batch)
         now = time.monotonic()
+        if (
+            self._recording is None
+            and self._results
+            and (now >= self._recorded_at + RECORD_SECONDS or len(self._results) >= READ_AHEAD)
+        ):
+            batch, self._results = self._results, []
+            self._recorded_at = now
+            self._recording = (self._in_thread("record", self._record, batch), batch)
         if (
             self._reading is None
             and self._concurrency() > self._sending
@@ -211,8 +221,13 @@ class Worker:
             task = asyncio.create_task(self._send(item), name=f"destination-{name}")
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
-        until_read = self._read_at - time.monotonic()
-        return min(self._poll_seconds, until_read) if until_read > 0 else self._poll_seconds
+        now = time.monotonic()
+        wait = self._poll_seconds
+        if self._read_at > now:
+            wait = min(wait, self._read_at - now)
+        if self._results and self._recording is None:
+            wait = min(wait, max(0.0, self._recorded_at + RECORD_SECONDS - now))
+        return wait
 
     def _concurrency(self) -> int:
         """max_in_flight, or one probe at a time while the destination is failing: a destination that is
