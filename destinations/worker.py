@@ -208,7 +208,7 @@ class Worker:
 
     async def _send_due(self) -> float:
         """Start sends from the queue while there is room; how long the loop may sleep (a finished send
-        or exchange, and a wake, end the sleep sooner)."""
+        or piece of database work, and a wake, end the sleep sooner)."""
         if self._failing and (probe_wait := self._next_probe - time.monotonic()) > 0:
             return min(probe_wait, self._poll_seconds)
         name = self.destination.name
