@@ -110,7 +110,8 @@ def refresh_statistics(connection: Connection) -> None:
     """Have PostgreSQL's planner see the deliveries table as it is now. Owed rows arrive in bursts
     (a backlog, a replay) far faster than autovacuum's analyze follows; planned from the statistics of
     a much smaller table, the due and ordering lookups chose the wrong index and read every pending row
-    for each candidate (BENCHMARKS.md, "Destinations"). SQLite's planner keeps no such statistics."""
+    for each candidate (BENCHMARKS.md, "Destinations"). SQLite plans by its rules of thumb unless
+    ANALYZE has been run, and they already pick the payment's index."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("ANALYZE destination_deliveries"))
 

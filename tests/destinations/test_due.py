@@ -57,7 +57,7 @@ def test_the_intake_refreshes_the_deliveries_tables_statistics_as_the_backlog_gr
     app_with: AppWith, receivers: Receivers, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite's planner keeps no statistics to refresh")
+        pytest.skip("the statistics are refreshed on PostgreSQL only")
     monkeypatch.setattr(dispatcher, "ANALYZE_AFTER_ROWS", 3)
     client = app_with(destination("orders", receivers().url))
     client.post("/destinations/orders/pause", headers=AUTH)
