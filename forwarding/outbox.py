@@ -103,6 +103,9 @@ _PENDING: Final = text(
 )
 
 
+_LOCK_CURSORS: Final = text("SELECT 1 FROM forward_cursor ORDER BY stream FOR UPDATE")
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Everything up to here is in the stream: (txid, seq) of forward_batches on PostgreSQL, the
@@ -300,6 +303,12 @@ class Outbox:
         transaction (with `along`'s statements first: destinations' intake records what it owes in it)."""
         end = pending.end
         with self.connection.begin():
+            if self._postgres:
+                # Every cursor's row locked first, in one order: the relay's and destinations' intake's
+                # advances then run one after the other, and the second's DELETE below sees the first's
+                # cursor. Run at once, each saw the other's cursor as it was before, and the batches
+                # both had passed stayed until the next event.
+                self.connection.execute(_LOCK_CURSORS)
             if along is not None:
                 along(self.connection)
             self.connection.execute(
