@@ -138,8 +138,7 @@ def lock_key(stream: str) -> int:
 
 
 def event_columns(raw_body: bool) -> Select[Any]:
-    table = cast(Table, Event.__table__)
-    return select(*(table.c[name] for name in EVENT_COLUMNS), *([table.c.raw_body] if raw_body else []))
+    return select(*(_EVENTS.c[name] for name in EVENT_COLUMNS), *([_EVENTS.c.raw_body] if raw_body else []))
 
 
 def stored_event(row: Row[Any]) -> StoredEvent:
