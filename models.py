@@ -227,11 +227,117 @@ event.listen(Event.__table__, "after_create", _create_forward_trigger)
 
 # --- destinations (destinations/): signed HTTP forwarding to the operator's own services ------------
 
+# Each new event is owed to the destinations whose filters it matches in the transaction that stores
+# it, by a trigger on webhook_events: every writer is covered (the service's, `cli recover`'s, any
+# instance's), nothing committed is left unowed, and nothing has to read the events back to owe them.
+# The filters are the rows of destination_filters, which the service writes from DESTINATIONS_FILE at
+# start-up (destinations/filters.py). Each filter is one row per destination; a NULL list matches
+# everything; an event without a type matches as the empty string (destinations.file.Destination.matches).
+# `e` is the new event: PostgreSQL's statement trigger joins its transition table, SQLite's row trigger
+# selects from NEW.
+DESTINATION_MATCH_SQL: dict[str, str] = {
+    "postgresql": """
+        (f.providers IS NULL OR e.provider = ANY (f.providers))
+        AND (f.statuses IS NULL OR e.status = ANY (f.statuses))
+        AND (f.event_types IS NULL
+             OR EXISTS (SELECT 1 FROM unnest(f.event_types) AS p(pattern)
+                        WHERE coalesce(e.event_type, '') LIKE p.pattern))
+    """,
+    "sqlite": """
+        (f.providers IS NULL OR EXISTS (SELECT 1 FROM json_each(f.providers) WHERE value = e.provider))
+        AND (f.statuses IS NULL OR EXISTS (SELECT 1 FROM json_each(f.statuses) WHERE value = e.status))
+        AND (f.event_types IS NULL
+             OR EXISTS (SELECT 1 FROM json_each(f.event_types)
+                        WHERE coalesce(e.event_type, '') GLOB value))
+    """,
+}
+# The columns of an owed row, from the event `e` and the filter `f`: due at once, queued when received.
+DESTINATION_OWED_COLUMNS = (
+    "destination, event_row_id, provider, event_id, payment_id, state, attempts, round_attempts,"
+    " queued_at, next_attempt_at, updated_at"
+)
+DESTINATION_OWED_VALUES = (
+    "f.destination, e.id, e.provider, e.event_id, e.payment_id, 'pending', 0, 0,"
+    " e.received_at, e.received_at, e.received_at"
+)
+DESTINATION_TRIGGER_DDL: dict[str, tuple[str, ...]] = {
+    # Sequential scans are turned on inside the function: the writer's connection has them off
+    # (database.connect_async), and the filters' table, a few rows, has no index to scan instead.
+    "postgresql": (
+        f"""
+        CREATE OR REPLACE FUNCTION destinations_owe() RETURNS trigger LANGUAGE plpgsql
+        SET enable_seqscan = on AS $$
+        BEGIN
+            INSERT INTO destination_deliveries ({DESTINATION_OWED_COLUMNS})
+            SELECT {DESTINATION_OWED_VALUES}
+            FROM new_events e JOIN destination_filters f ON {DESTINATION_MATCH_SQL["postgresql"]}
+            ORDER BY e.id, f.destination
+            ON CONFLICT (destination, event_row_id) DO NOTHING;
+            RETURN NULL;
+        END $$
+        """,  # noqa: S608 (fixed SQL of this module's own constants)
+        """
+        CREATE OR REPLACE TRIGGER webhook_events_destinations AFTER INSERT ON webhook_events
+        REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION destinations_owe()
+        """,
+    ),
+    "sqlite": (
+        f"""
+        CREATE TRIGGER IF NOT EXISTS webhook_events_destinations AFTER INSERT ON webhook_events
+        BEGIN
+            INSERT INTO destination_deliveries ({DESTINATION_OWED_COLUMNS})
+            SELECT {DESTINATION_OWED_VALUES}
+            FROM (SELECT NEW.id AS id, NEW.provider AS provider, NEW.event_id AS event_id,
+                         NEW.event_type AS event_type, NEW.payment_id AS payment_id,
+                         NEW.status AS status, NEW.received_at AS received_at) AS e
+            JOIN destination_filters f
+            WHERE {DESTINATION_MATCH_SQL["sqlite"]}
+            ORDER BY f.destination
+            ON CONFLICT (destination, event_row_id) DO NOTHING;
+        END
+        """,  # noqa: S608 (fixed SQL of this module's own constants)
+    ),
+}
+DESTINATION_TRIGGER_DROP: dict[str, tuple[str, ...]] = {
+    "postgresql": (
+        "DROP TRIGGER IF EXISTS webhook_events_destinations ON webhook_events",
+        "DROP FUNCTION IF EXISTS destinations_owe()",
+    ),
+    "sqlite": ("DROP TRIGGER IF EXISTS webhook_events_destinations",),
+}
+# PostgreSQL: lists of text; SQLite: JSON arrays (json_each reads them). NULL: no filter.
+FilterList = ARRAY(String(255)).with_variant(JSON(none_as_null=True), "sqlite")
+
+
+class DestinationFilter(Base):
+    """What a destination is owed, as DESTINATIONS_FILE declares it, for the trigger above: providers and
+    statuses as given, event types as patterns of the database's own (LIKE on PostgreSQL, GLOB on
+    SQLite), each NULL when the file sets no filter."""
+
+    __tablename__ = "destination_filters"
+
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    providers: Mapped[list[str] | None] = mapped_column(FilterList)
+    statuses: Mapped[list[str] | None] = mapped_column(FilterList)
+    event_types: Mapped[list[str] | None] = mapped_column(FilterList)
+
+
+def _create_destination_trigger(target: Any, connection: Any, **_: Any) -> None:
+    for statement in DESTINATION_TRIGGER_DDL[connection.dialect.name]:
+        connection.exec_driver_sql(statement)
+
+
+# create_all gets the trigger as the migration makes it, once both tables exist.
+event.listen(DestinationFilter.__table__, "after_create", _create_destination_trigger)
+
+
 class DestinationDelivery(Base):
-    """One event owed to one destination. The id is the outbox's order (rows are added by one intake,
-    in commit order), which per-payment ordering follows. `state` is pending, delivered or dead;
-    `round_attempts` counts the attempts since the event was last queued (a replay starts a new round),
-    `attempts` every attempt ever (the number the next attempt record gets)."""
+    """One event owed to one destination, added with its event (DESTINATION_TRIGGER_DDL). The id is the
+    order that per-payment ordering follows: the order the events were stored in, except that on
+    PostgreSQL transactions writing at once take ids as their statements run, which need not be the
+    order they commit in (two events of one payment stored within the same few milliseconds). `state`
+    is pending, delivered or dead; `round_attempts` counts the attempts since the event was last queued
+    (a replay starts a new round), `attempts` every attempt ever (the number the next attempt record gets)."""
 
     __tablename__ = "destination_deliveries"
 

@@ -1,5 +1,6 @@
-"""The dispatcher's SQL: owing events to destinations (the intake), picking what is due, and recording
-each attempt with its delivery's next state in one transaction. Plain functions over a Connection."""
+"""The dispatcher's SQL: picking what is due, recording each attempt with its delivery's next state in
+one transaction, and keeping the planner's statistics fresh. Plain functions over a Connection. (Events
+are owed by a trigger as they are stored: destinations/filters.py.)"""
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -69,41 +70,22 @@ def ensure_status(connection: Connection, names: Iterable[str], *, now: datetime
         )
 
 
-def enqueue(
-    connection: Connection,
-    destinations: Sequence[Destination],
-    events: Sequence[StoredEvent],
-    *,
-    now: datetime,
-) -> int:
-    """Owe each event to every destination whose filters it matches; an event already owed stays as it
-    is (the intake may repeat after a crash). Returns how many rows were offered."""
-    rows = [
-        {
-            "destination": destination.name,
-            "event_row_id": event.row_id,
-            "provider": event.provider,
-            "event_id": event.event_id,
-            "payment_id": event.payment_id,
-            "state": PENDING,
-            "attempts": 0,
-            "round_attempts": 0,
-            "queued_at": now,
-            "next_attempt_at": now,
-            "updated_at": now,
-        }
-        for event in events
-        for destination in destinations
-        if destination.matches(provider=event.provider, event_type=event.event_type, status=event.status)
-    ]
-    if rows:
-        connection.execute(
-            _insert(connection)(DestinationDelivery).on_conflict_do_nothing(
-                index_elements=["destination", "event_row_id"]
-            ),
-            rows,
+def statistics_stale(connection: Connection) -> bool:
+    """PostgreSQL: whether the deliveries table has changed by as many rows as it held at its last
+    ANALYZE (1,000 at least) since then: autovacuum's rule for analyze, with a threshold a backlog
+    reaches in seconds rather than hours."""
+    if connection.dialect.name != "postgresql":
+        return False
+    stale = connection.execute(
+        text(
+            """
+            SELECT s.n_mod_since_analyze >= greatest(1000, c.reltuples)
+            FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+            WHERE s.relid = 'destination_deliveries'::regclass
+            """
         )
-    return len(rows)
+    ).scalar()
+    return bool(stale)
 
 
 def refresh_statistics(connection: Connection) -> None:

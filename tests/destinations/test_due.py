@@ -1,6 +1,6 @@
 """What a destination's worker picks next (`destinations.attempts.due`), read straight from the database:
 each payment's earliest owed event and nothing behind it, events without a payment never held back,
-and on PostgreSQL the deliveries table's statistics kept fresh as a backlog grows."""
+and on PostgreSQL the deliveries table's statistics kept fresh once a backlog has grown."""
 
 from datetime import UTC, datetime
 
@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text, update
 
 from database import normalise_url
-from destinations import attempts, dispatcher
+from destinations import attempts
 from destinations.file import Destination
 from models import DestinationDelivery
 from tests.destinations.conftest import AUTH, SECRET, destination, post, states, wait_for
@@ -53,12 +53,11 @@ def test_due_is_each_payments_earliest_owed_event_and_payment_less_events_wait_f
         engine.dispose()
 
 
-def test_the_intake_refreshes_the_deliveries_tables_statistics_as_the_backlog_grows(
-    app_with: AppWith, receivers: Receivers, database_url: str, monkeypatch: pytest.MonkeyPatch
+def test_the_dispatcher_refreshes_the_deliveries_tables_statistics_once_it_has_grown(
+    app_with: AppWith, receivers: Receivers, database_url: str
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("the statistics are refreshed on PostgreSQL only")
-    monkeypatch.setattr(dispatcher, "ANALYZE_AFTER_ROWS", 3)
     client = app_with(destination("orders", receivers().url))
     client.post("/destinations/orders/pause", headers=AUTH)
     engine = create_engine(normalise_url(database_url))
@@ -72,9 +71,21 @@ def test_the_intake_refreshes_the_deliveries_tables_statistics_as_the_backlog_gr
 
     try:
         assert analyzed() == 0
-        for n in range(4):
-            post(client, payment_id=f"pay_s{n}")
-        wait_for(lambda: len(states(database_url)) == 4)
+        # A backlog of 1,000 rows, the least that counts as grown, added at once as a replay would.
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    """
+                    INSERT INTO destination_deliveries (destination, event_row_id, provider, event_id,
+                        state, attempts, round_attempts, queued_at, next_attempt_at, updated_at)
+                    SELECT 'orders', n, 'razorpay', 'evt_backlog_' || n, 'pending', 0, 0, now(), now(), now()
+                    FROM generate_series(1000001, 1001000) AS n
+                    """
+                )
+            )
+        engine.dispose()  # the server counts a backend's changes by the time it ends
         wait_for(lambda: analyzed() >= 1)
+        with engine.connect() as connection:
+            assert attempts.statistics_stale(connection) is False
     finally:
         engine.dispose()
