@@ -51,7 +51,7 @@ class Dispatcher:
         """After a commit: the events it stored may be owed, and due now."""
         if self._leading:
             for worker in self._workers.values():
-                worker.wake()
+                worker.owed()
 
     def wake_destination(self, name: str) -> None:
         """After a replay or a resume in this process: there is work now."""

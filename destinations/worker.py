@@ -79,6 +79,7 @@ class Worker:
         self._paused_checked_at = 0.0
         self._recorded_at = 0.0  # when the last record started (monotonic)
         self._read_at = 0.0  # no read before this (monotonic): nothing was due, or the destination is paused
+        self._paused = False  # as the last read found it
         # The database work under way: a record (its task and the attempts it records), and a read.
         self._recording: tuple[asyncio.Task[None], list[Recorded]] | None = None
         self._reading: asyncio.Task[Read] | None = None
@@ -93,9 +94,17 @@ class Worker:
         self._database_down = False
 
     def wake(self) -> None:
-        """There may be new work (events owed, a replay, a resume): read what is due now."""
+        """There may be new work (a replay, a resume): read what is due now."""
+        self._paused = False
         self._read_at = 0.0
         self._wake.set()
+
+    def owed(self) -> None:
+        """A commit stored events, which may be owed here: read what is due now, unless the last read
+        found the destination paused (a resume wakes it, or it is seen within a poll), so that a paused
+        destination costs no read per commit."""
+        if not self._paused:
+            self.wake()
 
     async def run(self) -> None:
         """Sends go on while the database work runs beside them, in threads: recording the attempts that
@@ -186,6 +195,7 @@ class Worker:
             paused, due, next_at = reading.result()
             self._answered()
             self._paused_checked_at = time.monotonic()
+            self._paused = paused
             if paused:
                 self._unclaim_queue()
                 self._read_at = time.monotonic() + self._poll_seconds

@@ -77,7 +77,9 @@ def test_the_database_owes_each_event_to_exactly_the_destinations_whose_filters_
     assert owed == expected
 
     # A duplicate delivery owes nothing more.
-    again = razorpay_event(event="payment.captured", status="captured", event_id=_id_of(stored, "payment.captured"))
+    again = razorpay_event(
+        event="payment.captured", status="captured", event_id=_id_of(stored, "payment.captured")
+    )
     body, headers = razorpay_delivery(again)
     assert client.post("/webhooks/razorpay", content=body, headers=headers).json()["status"] == "duplicate"
     assert len(deliveries(database_url)) == len(expected)
@@ -101,8 +103,8 @@ def test_events_the_earlier_intake_had_not_reached_are_owed_at_start_up(
             connection.execute(text("DELETE FROM destination_deliveries"))
             connection.execute(
                 text(
-                    "INSERT INTO forward_cursor (stream, txid, seq, event_row_id, events_published, updated_at)"
-                    " VALUES ('http/destinations', 0, 0, 0, 0, CURRENT_TIMESTAMP)"
+                    "INSERT INTO forward_cursor (stream, txid, seq, event_row_id, events_published,"
+                    " updated_at) VALUES ('http/destinations', 0, 0, 0, 0, CURRENT_TIMESTAMP)"
                 )
             )
             if database_url.startswith("postgresql"):
