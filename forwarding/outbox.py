@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Final, cast
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -38,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from forwarding.messages import StoredEvent
 from forwarding.states import PaymentKey, PaymentState
+from ingest.sqlite_writer import sqlite_time
 from models import Event, ForwardBatch, ForwardCursor, ForwardPaymentState
 
 # The advisory lock's first key (the second is the stream's): 'FW'.
@@ -104,6 +106,36 @@ _PENDING: Final = text(
 
 
 _LOCK_CURSORS: Final = text("SELECT 1 FROM forward_cursor ORDER BY stream FOR UPDATE")
+# The payments' published states moved by a cycle, upserted set-based from one JSON parameter: as an
+# execution per row (SQLAlchemy's executemany) it was the relay's costliest step, a new payment per
+# event under load (BENCHMARKS.md, "Forwarding to NATS").
+_MOVE_STATES: Final = {
+    "postgresql": text(
+        """
+        INSERT INTO forward_payment_states
+            (provider, payment_id, status, status_rank, status_occurred_at, status_event_row_id)
+        SELECT provider, payment_id, status, status_rank, status_occurred_at, status_event_row_id
+        FROM json_to_recordset(CAST(:rows AS json)) AS moved(provider text, payment_id text, status text,
+            status_rank integer, status_occurred_at timestamptz, status_event_row_id bigint)
+        ON CONFLICT (provider, payment_id) DO UPDATE SET status = excluded.status,
+            status_rank = excluded.status_rank, status_occurred_at = excluded.status_occurred_at,
+            status_event_row_id = excluded.status_event_row_id
+        """
+    ),
+    # SQLite's INSERT ... SELECT needs a WHERE before its ON CONFLICT.
+    "sqlite": text(
+        """
+        INSERT INTO forward_payment_states
+            (provider, payment_id, status, status_rank, status_occurred_at, status_event_row_id)
+        SELECT value ->> 'provider', value ->> 'payment_id', value ->> 'status', value ->> 'status_rank',
+            value ->> 'status_occurred_at', value ->> 'status_event_row_id'
+        FROM json_each(:rows) WHERE true
+        ON CONFLICT (provider, payment_id) DO UPDATE SET status = excluded.status,
+            status_rank = excluded.status_rank, status_occurred_at = excluded.status_occurred_at,
+            status_event_row_id = excluded.status_event_row_id
+        """
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +163,23 @@ class Status:
     cursor: Position | None
     events_published: int
     updated_at: datetime | None
+
+
+def _states_parameter(moved: dict[PaymentKey, PaymentState], postgres: bool) -> str:
+    moment: Callable[[datetime], str] = datetime.isoformat if postgres else sqlite_time
+    return orjson.dumps(
+        [
+            {
+                "provider": provider,
+                "payment_id": payment_id,
+                "status": state.status,
+                "status_rank": state.order[0],
+                "status_occurred_at": moment(state.order[1]),
+                "status_event_row_id": state.order[2],
+            }
+            for (provider, payment_id), state in sorted(moved.items())
+        ]
+    ).decode()
 
 
 def lock_key(stream: str) -> int:
@@ -322,27 +371,9 @@ class Outbox:
                 )
             )
             if moved:
-                insert = (postgresql.insert if self._postgres else sqlite.insert)(ForwardPaymentState)
-                rows = [
-                    {
-                        "provider": provider,
-                        "payment_id": payment_id,
-                        "status": state.status,
-                        "status_rank": state.order[0],
-                        "status_occurred_at": state.order[1],
-                        "status_event_row_id": state.order[2],
-                    }
-                    for (provider, payment_id), state in sorted(moved.items())
-                ]
                 self.connection.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["provider", "payment_id"],
-                        set_={
-                            name: insert.excluded[name]
-                            for name in ("status", "status_rank", "status_occurred_at", "status_event_row_id")
-                        },
-                    ),
-                    rows,
+                    _MOVE_STATES[self.connection.dialect.name],
+                    {"rows": _states_parameter(moved, self._postgres)},
                 )
             if self._postgres:
                 # Only what every cursor has passed: destinations' intake reads the same batches.
