@@ -5,16 +5,24 @@ threads, and psycopg's asynchronous connections for the writer's batches on the 
 for SQLite. Reads are run by `api.reader.Reader`; batches by the sinks in `ingest.sinks`.
 """
 
+import sqlite3
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import psycopg
-from sqlalchemy import Dialect, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+
+T = TypeVar("T")
+SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+# How often a background writer on SQLite tries for the write lock (`write_when_free`).
+SQLITE_LOCK_POLL_SECONDS: Final = 0.0005
 
 
 def normalise_url(raw: str) -> URL:
@@ -32,7 +40,39 @@ def sqlite_pragmas(synchronous: str) -> tuple[str, ...]:
     # WAL lets readers run beside the writer. synchronous=FULL (the default) makes every commit survive
     # power loss, which group commit (one commit per batch) keeps affordable; NORMAL survives a crashed
     # process but not a crashed machine. busy_timeout waits out other writers.
-    return ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={synchronous}", "PRAGMA busy_timeout=5000")
+    return (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous}",
+        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    )
+
+
+def write_when_free(connection: Connection, write: Callable[[], T]) -> T:
+    """`write()`, which runs one transaction on `connection` (`with connection.begin():`) and nothing
+    else. On SQLite, the write lock is taken as soon as it is free: SQLite's own busy handler sleeps
+    longer and longer between tries (up to 100 ms at a time), so a background writer (forwarding's
+    relay, a destination's worker) that found the ingest writer's lock held a few times went on
+    waiting tens of milliseconds after it was free, and every event behind it waited too
+    (BENCHMARKS.md, "Forwarding to NATS"). Here SQLite answers "busy" at once and the transaction is
+    tried again every SQLITE_LOCK_POLL_SECONDS, for as long as busy_timeout would have waited. On
+    PostgreSQL, `write()` as it is."""
+    if connection.dialect.name != "sqlite":
+        return write()
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    connection.commit()
+    try:
+        while True:
+            try:
+                return write()
+            except OperationalError as exc:  # its transaction is rolled back
+                busy = getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(SQLITE_LOCK_POLL_SECONDS)
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        connection.commit()
 
 
 def sqlite_connect_args(settings: Settings) -> dict[str, Any]:

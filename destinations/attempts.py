@@ -208,39 +208,44 @@ def next_due_at(
 # parameter (an array of objects, one per attempt), set-based rather than a statement execution per
 # row: on the service's process, SQLAlchemy's and the driver's work per row cost more than the rows
 # (BENCHMARKS.md, "Destinations"). PostgreSQL does both in one statement; SQLite, which has no
-# data-modifying CTEs, in two.
+# data-modifying CTEs, in two, each starting with its verb: Python's sqlite3 opens the transaction
+# before a statement only when it starts with INSERT, UPDATE, DELETE or REPLACE.
 _RECORDED_COLUMNS: Final = (
     "delivery_id bigint, provider text, event_id text, attempt integer, attempted_at timestamptz,"
     " outcome text, status_code integer, error text, latency_ms double precision, response_body text,"
     " state text, round_attempts integer, next_attempt_at timestamptz"
 )
+_DONE_NAMES: Final = [each.split()[0] for each in _RECORDED_COLUMNS.split(",")]
+_DONE_VALUES: Final = ", ".join(f"value ->> '{name}' AS {name}" for name in _DONE_NAMES)
+_DONE: Final = {
+    "postgresql": f"json_to_recordset(CAST(:rows AS json)) AS done({_RECORDED_COLUMNS})",
+    "sqlite": f"(SELECT {_DONE_VALUES} FROM json_each(:rows)) AS done",  # noqa: S608 (own names)
+}
 _LOG_ATTEMPTS: Final = """
     INSERT INTO destination_attempts (delivery_id, destination, provider, event_id, attempt, attempted_at,
         outcome, status_code, error, latency_ms, response_body)
     SELECT delivery_id, :name, provider, event_id, attempt, attempted_at, outcome, status_code, error,
         latency_ms, response_body
-    FROM done
+    FROM {done}
 """
 _MOVE_DELIVERIES: Final = """
     UPDATE destination_deliveries SET state = done.state, attempts = done.attempt,
         round_attempts = done.round_attempts, next_attempt_at = done.next_attempt_at,
         updated_at = done.attempted_at
-    FROM done WHERE destination_deliveries.id = done.delivery_id
+    FROM {done} WHERE destination_deliveries.id = done.delivery_id
 """
-_RECORD_POSTGRES: Final = text(
-    f"""
-    WITH done AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS done({_RECORDED_COLUMNS})),
-    logged AS ({_LOG_ATTEMPTS})
-    {_MOVE_DELIVERIES}
-    """  # noqa: S608 (fixed SQL of this module's own; values are bound)
-)
-_DONE_NAMES: Final = [each.split()[0] for each in _RECORDED_COLUMNS.split(",")]
-_DONE_VALUES: Final = ", ".join(f"value ->> '{name}' AS {name}" for name in _DONE_NAMES)
-_SQLITE_DONE: Final = f"WITH done AS (SELECT {_DONE_VALUES} FROM json_each(:rows))"  # noqa: S608 (own names)
-_RECORD_SQLITE: Final = (
-    text(f"{_SQLITE_DONE} {_LOG_ATTEMPTS}"),
-    text(f"{_SQLITE_DONE} {_MOVE_DELIVERIES}"),
-)
+_RECORD: Final = {
+    "postgresql": (
+        text(
+            f"WITH done AS (SELECT * FROM {_DONE['postgresql']}), "  # noqa: S608 (this module's own SQL)
+            f"logged AS ({_LOG_ATTEMPTS.format(done='done')}) {_MOVE_DELIVERIES.format(done='done')}"
+        ),
+    ),
+    "sqlite": (
+        text(_LOG_ATTEMPTS.format(done=_DONE["sqlite"])),
+        text(_MOVE_DELIVERIES.format(done=_DONE["sqlite"])),
+    ),
+}
 
 
 def record(connection: Connection, name: str, recorded: Sequence[Recorded]) -> None:
@@ -268,7 +273,7 @@ def record(connection: Connection, name: str, recorded: Sequence[Recorded]) -> N
         for item in recorded
     ]
     parameters = {"rows": orjson.dumps(rows).decode(), "name": name}
-    for statement in (_RECORD_POSTGRES,) if postgres else _RECORD_SQLITE:
+    for statement in _RECORD[connection.dialect.name]:
         connection.execute(statement, parameters)
     successes = [item.attempted_at for item in recorded if item.result.delivered]
     failures = [item for item in recorded if not item.result.delivered]

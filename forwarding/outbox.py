@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from database import write_when_free
 from forwarding.messages import StoredEvent
 from forwarding.states import PaymentKey, PaymentState
 from ingest.sqlite_writer import sqlite_time
@@ -212,8 +213,8 @@ class Outbox:
     def __init__(self, engine: Engine, *, stream: str, raw_body: bool, lock_name: str = "relay-lock") -> None:
         self._engine = engine
         self._stream = stream
-        # SQLite's lock file is `{database}.{lock_name}`: each reader of the outbox (the NATS relay,
-        # destinations' intake) has its own cursor row and its own lock.
+        # SQLite's lock file is `{database}.{lock_name}`: each user of the lock (the NATS relay of each
+        # stream, destinations' dispatcher) has its own.
         self._lock_name = lock_name
         self._raw_body = raw_body
         self._postgres = engine.dialect.name == "postgresql"
@@ -348,14 +349,23 @@ class Outbox:
         along: Callable[[Connection], object] | None = None,
     ) -> None:
         """Everything in `pending` is in the stream: move the cursor and the published states, in one
-        transaction (with `along`'s statements first: destinations' intake records what it owes in it)."""
+        transaction (with `along`'s statements first, when given)."""
+        write_when_free(self.connection, lambda: self._advance(pending, moved, along=along))
+
+    def _advance(
+        self,
+        pending: Pending,
+        moved: dict[PaymentKey, PaymentState],
+        *,
+        along: Callable[[Connection], object] | None,
+    ) -> None:
         end = pending.end
         with self.connection.begin():
             if self._postgres:
-                # Every cursor's row locked first, in one order: the relay's and destinations' intake's
-                # advances then run one after the other, and the second's DELETE below sees the first's
-                # cursor. Run at once, each saw the other's cursor as it was before, and the batches
-                # both had passed stayed until the next event.
+                # Every cursor's row locked first, in one order: two cursors' advances (the relays of two
+                # streams over one database) then run one after the other, and the second's DELETE below
+                # sees the first's cursor. Run at once, each saw the other's cursor as it was before,
+                # and the batches both had passed stayed until the next event.
                 self.connection.execute(_LOCK_CURSORS)
             if along is not None:
                 along(self.connection)
@@ -376,7 +386,7 @@ class Outbox:
                     {"rows": _states_parameter(moved, self._postgres)},
                 )
             if self._postgres:
-                # Only what every cursor has passed: destinations' intake reads the same batches.
+                # Only what every cursor has passed: each stream's relay reads the same batches.
                 self.connection.execute(
                     text(
                         "DELETE FROM forward_batches WHERE (txid, seq) <= "

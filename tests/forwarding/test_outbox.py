@@ -31,13 +31,13 @@ def test_new_events_after_everything_was_purged_are_published(migrated_engine: E
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_cursors_advancing_at_once_leave_no_batch_both_have_passed(migrated_engine: Engine) -> None:
-    """The relay and destinations' intake each delete the batches every cursor has passed. Run at once,
+    """Two streams' relays each delete the batches every cursor has passed. Run at once,
     each DELETE saw the other's cursor as it was before, and the last batches stayed. The second advance
     now waits for the first's commit (the cursors' rows are locked first)."""
     relay = Outbox(migrated_engine, stream="PAYMENTS", raw_body=False)
-    intake = Outbox(migrated_engine, stream="http/destinations", raw_body=False)
+    other = Outbox(migrated_engine, stream="ARCHIVE", raw_body=False)
     relay.start()
-    intake.start()
+    other.start()
     with migrated_engine.begin() as connection:
         for index in range(3):
             insert_event(connection, f"evt_{index}")
@@ -55,7 +55,7 @@ def test_two_cursors_advancing_at_once_leave_no_batch_both_have_passed(migrated_
         assert len(found[0].events) == 3
         return found[0]
 
-    relay_pending, intake_pending = all_pending(relay), all_pending(intake)
+    relay_pending, other_pending = all_pending(relay), all_pending(other)
     entered, release = threading.Event(), threading.Event()
 
     def hold(_: Connection) -> None:
@@ -65,7 +65,7 @@ def test_two_cursors_advancing_at_once_leave_no_batch_both_have_passed(migrated_
     first = threading.Thread(target=relay.advance, args=(relay_pending, {}), kwargs={"along": hold})
     first.start()
     assert entered.wait(10)
-    second = threading.Thread(target=intake.advance, args=(intake_pending, {}))
+    second = threading.Thread(target=other.advance, args=(other_pending, {}))
     second.start()
 
     def waiting_on_a_lock() -> bool:
@@ -85,4 +85,4 @@ def test_two_cursors_advancing_at_once_leave_no_batch_both_have_passed(migrated_
     with migrated_engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(ForwardBatch)).scalar_one() == 0
     relay.close()
-    intake.close()
+    other.close()
