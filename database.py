@@ -21,8 +21,11 @@ from config import Settings
 
 T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
-# How often a background writer on SQLite tries for the write lock (`write_when_free`).
+# How often a background writer on SQLite tries for the write lock (`write_when_free`): at first, and
+# at most; the pause doubles between, so that a writer kept waiting by a saturated ingest writer does
+# not spend a core on tries.
 SQLITE_LOCK_POLL_SECONDS: Final = 0.0005
+SQLITE_LOCK_POLL_MAX_SECONDS: Final = 0.002
 
 
 def normalise_url(raw: str) -> URL:
@@ -59,6 +62,7 @@ def write_when_free(connection: Connection, write: Callable[[], T]) -> T:
     if connection.dialect.name != "sqlite":
         return write()
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = SQLITE_LOCK_POLL_SECONDS
     connection.exec_driver_sql("PRAGMA busy_timeout=0")
     connection.commit()
     try:
@@ -69,7 +73,8 @@ def write_when_free(connection: Connection, write: Callable[[], T]) -> T:
                 busy = getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
                 if not busy or time.monotonic() > deadline:
                     raise
-                time.sleep(SQLITE_LOCK_POLL_SECONDS)
+                time.sleep(pause)
+                pause = min(pause * 2, SQLITE_LOCK_POLL_MAX_SECONDS)
     finally:
         connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         connection.commit()
