@@ -9,7 +9,8 @@ other character only itself."""
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import Connection, delete, insert, text
+from sqlalchemy import Connection, delete, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from destinations.file import Destination
 from models import DESTINATION_MATCH_SQL, DESTINATION_OWED_COLUMNS, DESTINATION_OWED_VALUES, DestinationFilter
@@ -28,9 +29,11 @@ def pattern(wildcard: str, dialect_name: str) -> str:
 
 
 def write(connection: Connection, destinations: Sequence[Destination]) -> None:
-    """Replace the filters with the file's: a destination removed from it is owed nothing more."""
+    """Make the filters the file's: a destination removed from it is owed nothing more. Upserted rather
+    than replaced, so that instances starting together over one database do not collide."""
     dialect = connection.dialect.name
-    connection.execute(delete(DestinationFilter))
+    names = [destination.name for destination in destinations]
+    connection.execute(delete(DestinationFilter).where(DestinationFilter.destination.not_in(names)))
     rows = [
         {
             "destination": destination.name,
@@ -43,7 +46,14 @@ def write(connection: Connection, destinations: Sequence[Destination]) -> None:
         for destination in destinations
     ]
     if rows:
-        connection.execute(insert(DestinationFilter), rows)
+        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DestinationFilter)
+        columns = ("providers", "statuses", "event_types")
+        connection.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["destination"], set_={name: upsert.excluded[name] for name in columns}
+            ),
+            rows,
+        )
 
 
 def catch_up(connection: Connection) -> int:
