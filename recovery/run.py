@@ -8,6 +8,7 @@ events read twice are duplicates, and none is lost.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from errors import CredentialsRefused, ProviderUnavailable, RecoveryError, StorageUnavailable
 from payments.events import NormalizedEvent
@@ -76,6 +78,9 @@ async def recover(
         return upcoming
 
     upcoming = fetch()
+    # The page stored last, with its payments' states before it: they are read again, to list the
+    # payments it changed, in one statement with the next page's states before it.
+    last: _Stored | None = None
     try:
         while True:
             page = await upcoming
@@ -86,14 +91,44 @@ async def recover(
                 break  # a page beyond the cap: the window is not complete
             report.pages += 1
             upcoming = fetch()
-            await _take(page, report=report, source=source, store=store, engine=engine, dry_run=dry_run)
+            ids = {event.payment_id for event in page.events if event.payment_id is not None}
+            states = await _states(engine, source.name, ids | (last.ids if last is not None else set()))
+            if last is not None:
+                last.changes(states, report)
+            before = {payment_id: states[payment_id] for payment_id in ids if payment_id in states}
+            last = None if dry_run else _Stored(ids, before)
+            await _take(
+                page, before, report=report, source=source, store=store, engine=engine, dry_run=dry_run
+            )
             if after_page is not None:
                 await after_page(report)
             # RECOVERY_EVENTS_PER_SECOND; the next page is being fetched meanwhile.
             await asyncio.sleep(pace.wait(len(page.events) + page.refused))
     finally:
         upcoming.cancel()  # stopped early: nobody waits for the page in flight
+        if last is not None:
+            # Stopped or done: the last page's changes, unless the database cannot say them now.
+            with contextlib.suppress(SQLAlchemyError):
+                last.changes(await _states(engine, source.name, last.ids), report)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A page's payments, and our state of each before the page was stored."""
+
+    ids: set[str]
+    before: dict[str, str | None]
+
+    def changes(self, after: dict[str, str | None], report: Report) -> None:
+        missing = object()
+        for payment_id in sorted(self.ids):
+            if self.before.get(payment_id, missing) != after.get(payment_id, missing):
+                report.changed.append((payment_id, self.before.get(payment_id), after.get(payment_id)))
+
+
+async def _states(engine: Engine, provider: str, payment_ids: set[str]) -> dict[str, str | None]:
+    return await asyncio.to_thread(state.payment_states, engine, provider=provider, payment_ids=payment_ids)
 
 
 def _retrieve(future: "asyncio.Future[Page | None]") -> None:
@@ -103,14 +138,20 @@ def _retrieve(future: "asyncio.Future[Page | None]") -> None:
 
 
 async def _take(
-    page: Page, *, report: Report, source: Source, store: Store, engine: Engine, dry_run: bool
+    page: Page,
+    before: dict[str, str | None],
+    *,
+    report: Report,
+    source: Source,
+    store: Store,
+    engine: Engine,
+    dry_run: bool,
 ) -> None:
+    """Store what `page` holds that we do not (`before`: our state of its payments)."""
     provider = source.name
     report.fetched += len(page.events) + page.refused
     report.refused += page.refused
     _count(provider, "refused", page.refused)
-    ids = {event.payment_id for event in page.events if event.payment_id is not None}
-    before = await asyncio.to_thread(state.payment_states, engine, provider=provider, payment_ids=ids)
     events = page.events
     if source.observes:
         # An observation is worth storing only when the provider's state differs from ours (a payment
@@ -132,11 +173,6 @@ async def _take(
     report.duplicate += len(outcomes) - sum(outcomes)
     _count(provider, "new", sum(outcomes))
     _count(provider, "duplicate", len(outcomes) - sum(outcomes))
-    after = await asyncio.to_thread(state.payment_states, engine, provider=provider, payment_ids=ids)
-    missing = object()
-    for payment_id in sorted(ids):
-        if before.get(payment_id, missing) != after.get(payment_id, missing):
-            report.changed.append((payment_id, before.get(payment_id), after.get(payment_id)))
 
 
 def _count(provider: str, result: str, amount: int) -> None:
