@@ -1,8 +1,8 @@
 """Owing each new event to the destinations it matches, in the transaction that stores it (the trigger of
 models.DESTINATION_TRIGGER_DDL over destinations/filters.py's rows): the database's matching agrees
 with the file's (`Destination.matches`) on the characters each database's patterns treat specially, a
-duplicate owes nothing more, and the deliveries the intake of an earlier version had not reached are
-owed at start-up."""
+duplicate owes nothing more, the filters follow the file at each start, and the deliveries the intake
+of an earlier version had not reached are owed at start-up."""
 
 from typing import Any
 
@@ -132,3 +132,24 @@ def test_events_the_earlier_intake_had_not_reached_are_owed_at_start_up(
 
 def _id_of(stored: dict[str, str], event_type: str) -> str:
     return next(event_id for event_id, each in stored.items() if each == event_type)
+
+
+def test_the_filters_follow_the_file_at_each_start(
+    app_with: AppWith, receivers: Receivers, database_url: str
+) -> None:
+    url = receivers().url
+    client = app_with(destination("orders", url), destination("ledger", url, statuses=["captured"]))
+    for name in ("orders", "ledger"):
+        client.post(f"/destinations/{name}/pause", headers=AUTH)
+    first = post(client, event="payment.captured")
+    client.__exit__(None, None, None)
+
+    # Started again with ledger removed and orders narrowed to refunds: the next events are owed as the
+    # file now says, and what was owed before stays owed.
+    client = app_with(destination("orders", url, event_types=["refund.*"]))
+    client.post("/destinations/orders/pause", headers=AUTH)
+    captured = post(client, event="payment.captured")
+    refunded = post(client, event="refund.processed")
+    owed = {(row.destination, row.event_id) for row in deliveries(database_url)}
+    assert owed == {("orders", first), ("ledger", first), ("orders", refunded)}
+    assert ("orders", captured) not in owed
