@@ -327,7 +327,8 @@ def _create_destination_trigger(target: Any, connection: Any, **_: Any) -> None:
         connection.exec_driver_sql(statement)
 
 
-# create_all gets the trigger as the migration makes it, once both tables exist.
+# create_all gets the trigger as the migration makes it, on webhook_events (defined above); the tables
+# its body writes and reads are looked up when it fires.
 event.listen(DestinationFilter.__table__, "after_create", _create_destination_trigger)
 
 
