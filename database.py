@@ -51,16 +51,17 @@ def sqlite_pragmas(synchronous: str) -> tuple[str, ...]:
 
 
 def write_when_free(connection: Connection, write: Callable[[], T]) -> T:
-    """`write()`, which runs one transaction on `connection` (`with connection.begin():`) and nothing
-    else. On SQLite, the write lock is taken as soon as it is free: SQLite's own busy handler sleeps
-    longer and longer between tries (up to 100 ms at a time), so a background writer (forwarding's
-    relay, a destination's worker) that found the ingest writer's lock held a few times went on
-    waiting tens of milliseconds after it was free, and every event behind it waited too
-    (BENCHMARKS.md, "Forwarding to NATS"). Here SQLite answers "busy" at once and the transaction is
-    tried again every SQLITE_LOCK_POLL_SECONDS, for as long as busy_timeout would have waited. On
-    PostgreSQL, `write()` as it is."""
+    """`write()` in one transaction on `connection`, committed here. On SQLite, the write lock is
+    taken as soon as it is free: SQLite's own busy handler sleeps longer and longer between tries (up
+    to 100 ms at a time), so a background writer (forwarding's relay, a destination's worker) that
+    found the ingest writer's lock held a few times went on waiting tens of milliseconds after it was
+    free, and every event behind it waited too (BENCHMARKS.md, "Forwarding to NATS"). Here SQLite
+    answers "busy" at once and the transaction is tried again after SQLITE_LOCK_POLL_SECONDS, the pause
+    doubling up to SQLITE_LOCK_POLL_MAX_SECONDS, for as long as busy_timeout would have waited. On
+    PostgreSQL, one try."""
     if connection.dialect.name != "sqlite":
-        return write()
+        with connection.begin():
+            return write()
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     pause = SQLITE_LOCK_POLL_SECONDS
     connection.exec_driver_sql("PRAGMA busy_timeout=0")
@@ -68,8 +69,9 @@ def write_when_free(connection: Connection, write: Callable[[], T]) -> T:
     try:
         while True:
             try:
-                return write()
-            except OperationalError as exc:  # its transaction is rolled back
+                with connection.begin():
+                    return write()
+            except OperationalError as exc:  # the transaction is rolled back
                 busy = getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
                 if not busy or time.monotonic() > deadline:
                     raise

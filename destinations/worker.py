@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from database import write_when_free
@@ -250,12 +250,8 @@ class Worker:
             self._claimed.discard(self._queue.popleft().delivery_id)
 
     def _record(self, batch: list[Recorded]) -> None:
-        def record(connection: Connection) -> None:
-            with connection.begin():
-                attempts.record(connection, self.destination.name, batch)
-
         with self._engine.connect() as connection:
-            write_when_free(connection, lambda: record(connection))
+            write_when_free(connection, lambda: attempts.record(connection, self.destination.name, batch))
 
     def _read(self, *, now: datetime, limit: int, claimed: frozenset[int]) -> Read:
         """Whether the destination is paused; up to `limit` due deliveries not `claimed`, and when the

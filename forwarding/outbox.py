@@ -40,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from database import write_when_free
 from forwarding.messages import StoredEvent
 from forwarding.states import PaymentKey, PaymentState
+from ingest.sinks import postgres_json_rows, sqlite_json_rows
 from ingest.sqlite_writer import sqlite_time
 from models import Event, ForwardBatch, ForwardCursor, ForwardPaymentState
 
@@ -107,36 +108,28 @@ _PENDING: Final = text(
 
 
 _LOCK_CURSORS: Final = text("SELECT 1 FROM forward_cursor ORDER BY stream FOR UPDATE")
-# The payments' published states moved by a cycle, upserted set-based from one JSON parameter: as an
-# execution per row (SQLAlchemy's executemany) it was the relay's costliest step, a new payment per
-# event under load (BENCHMARKS.md, "Forwarding to NATS").
-_MOVE_STATES: Final = {
-    "postgresql": text(
-        """
-        INSERT INTO forward_payment_states
-            (provider, payment_id, status, status_rank, status_occurred_at, status_event_row_id)
-        SELECT provider, payment_id, status, status_rank, status_occurred_at, status_event_row_id
-        FROM json_to_recordset(CAST(:rows AS json)) AS moved(provider text, payment_id text, status text,
-            status_rank integer, status_occurred_at timestamptz, status_event_row_id bigint)
-        ON CONFLICT (provider, payment_id) DO UPDATE SET status = excluded.status,
-            status_rank = excluded.status_rank, status_occurred_at = excluded.status_occurred_at,
-            status_event_row_id = excluded.status_event_row_id
-        """
-    ),
-    # SQLite's INSERT ... SELECT needs a WHERE before its ON CONFLICT.
-    "sqlite": text(
-        """
-        INSERT INTO forward_payment_states
-            (provider, payment_id, status, status_rank, status_occurred_at, status_event_row_id)
-        SELECT value ->> 'provider', value ->> 'payment_id', value ->> 'status', value ->> 'status_rank',
-            value ->> 'status_occurred_at', value ->> 'status_event_row_id'
-        FROM json_each(:rows) WHERE true
-        ON CONFLICT (provider, payment_id) DO UPDATE SET status = excluded.status,
-            status_rank = excluded.status_rank, status_occurred_at = excluded.status_occurred_at,
-            status_event_row_id = excluded.status_event_row_id
-        """
-    ),
-}
+
+
+# The payments' published states moved by a cycle, upserted set-based from one JSON parameter read as
+# the batch writer reads its rows (ingest.sinks): as an execution per row (SQLAlchemy's executemany) it
+# was the relay's costliest step, a new payment per event under load (BENCHMARKS.md, "Forwarding to
+# NATS").
+def _move_states(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
+    columns = list(_STATES.c)
+    names = [column.name for column in columns]
+    if dialect_name == "postgresql":
+        insert: postgresql.Insert | sqlite.Insert = postgresql.insert(_STATES).from_select(
+            names, postgres_json_rows(columns)
+        )
+    else:
+        insert = sqlite.insert(_STATES).from_select(names, sqlite_json_rows(columns))
+    return insert.on_conflict_do_update(
+        index_elements=["provider", "payment_id"],
+        set_={name: insert.excluded[name] for name in names if name not in ("provider", "payment_id")},
+    )
+
+
+_MOVE_STATES: Final = {name: _move_states(name) for name in ("postgresql", "sqlite")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,39 +353,38 @@ class Outbox:
         along: Callable[[Connection], object] | None,
     ) -> None:
         end = pending.end
-        with self.connection.begin():
-            if self._postgres:
-                # Every cursor's row locked first, in one order: two cursors' advances (the relays of two
-                # streams over one database) then run one after the other, and the second's DELETE below
-                # sees the first's cursor. Run at once, each saw the other's cursor as it was before,
-                # and the batches both had passed stayed until the next event.
-                self.connection.execute(_LOCK_CURSORS)
-            if along is not None:
-                along(self.connection)
+        if self._postgres:
+            # Every cursor's row locked first, in one order: two cursors' advances (the relays of two
+            # streams over one database) then run one after the other, and the second's DELETE below
+            # sees the first's cursor. Run at once, each saw the other's cursor as it was before,
+            # and the batches both had passed stayed until the next event.
+            self.connection.execute(_LOCK_CURSORS)
+        if along is not None:
+            along(self.connection)
+        self.connection.execute(
+            update(ForwardCursor)
+            .where(ForwardCursor.stream == self._stream)
+            .values(
+                txid=end.txid,
+                seq=end.seq,
+                event_row_id=end.event_row_id,
+                events_published=ForwardCursor.events_published + len(pending.events),
+                updated_at=datetime.now(UTC),
+            )
+        )
+        if moved:
             self.connection.execute(
-                update(ForwardCursor)
-                .where(ForwardCursor.stream == self._stream)
-                .values(
-                    txid=end.txid,
-                    seq=end.seq,
-                    event_row_id=end.event_row_id,
-                    events_published=ForwardCursor.events_published + len(pending.events),
-                    updated_at=datetime.now(UTC),
+                _MOVE_STATES[self.connection.dialect.name],
+                {"rows": _states_parameter(moved, self._postgres)},
+            )
+        if self._postgres:
+            # Only what every cursor has passed: each stream's relay reads the same batches.
+            self.connection.execute(
+                text(
+                    "DELETE FROM forward_batches WHERE (txid, seq) <= "
+                    "(SELECT txid, seq FROM forward_cursor ORDER BY txid, seq LIMIT 1)"
                 )
             )
-            if moved:
-                self.connection.execute(
-                    _MOVE_STATES[self.connection.dialect.name],
-                    {"rows": _states_parameter(moved, self._postgres)},
-                )
-            if self._postgres:
-                # Only what every cursor has passed: each stream's relay reads the same batches.
-                self.connection.execute(
-                    text(
-                        "DELETE FROM forward_batches WHERE (txid, seq) <= "
-                        "(SELECT txid, seq FROM forward_cursor ORDER BY txid, seq LIMIT 1)"
-                    )
-                )
 
     def close(self) -> None:
         if self._connection is not None:

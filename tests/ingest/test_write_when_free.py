@@ -28,10 +28,9 @@ def test_a_write_waiting_for_the_sqlite_lock_lands_once_after_the_holder_commits
         tries += 1
         if tries == 2:
             tried_while_held.set()  # the first try found the lock held: this is a try again
-        with connection.begin():
-            # Two statements: a retry must not leave the first one's row twice.
-            connection.execute(text("INSERT INTO rows VALUES ('first')"))
-            connection.execute(text("INSERT INTO rows VALUES ('second')"))
+        # Two statements: a retry must not leave the first one's row twice.
+        connection.execute(text("INSERT INTO rows VALUES ('first')"))
+        connection.execute(text("INSERT INTO rows VALUES ('second')"))
 
     holder = engine.connect()
     holder.execute(text("INSERT INTO rows VALUES ('holder')"))  # holds the write lock until its commit
