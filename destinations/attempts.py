@@ -9,9 +9,18 @@ from typing import Any, Final
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
+    Column,
     ColumnClause,
     Connection,
+    Executable,
+    Float,
+    Integer,
+    MetaData,
     Select,
+    String,
+    Table,
+    bindparam,
     func,
     literal_column,
     select,
@@ -25,8 +34,9 @@ from destinations.file import Destination
 from destinations.sender import Result
 from forwarding.messages import StoredEvent
 from forwarding.outbox import event_columns, stored_event
+from ingest.sinks import postgres_json_rows, sqlite_json_rows
 from ingest.sqlite_writer import sqlite_time
-from models import DestinationDelivery, DestinationStatus, Event
+from models import DestinationAttempt, DestinationDelivery, DestinationStatus, Event, UTCDateTime
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -204,48 +214,59 @@ def next_due_at(
     return None if row is None else row.next_attempt_at
 
 
-# Recording a batch of attempts: the attempts inserted and their deliveries moved on, from one JSON
-# parameter (an array of objects, one per attempt), set-based rather than a statement execution per
-# row: on the service's process, SQLAlchemy's and the driver's work per row cost more than the rows
-# (BENCHMARKS.md, "Destinations"). PostgreSQL does both in one statement; SQLite, which has no
-# data-modifying CTEs, in two, each starting with its verb: Python's sqlite3 opens the transaction
-# before a statement only when it starts with INSERT, UPDATE, DELETE or REPLACE.
-_RECORDED_COLUMNS: Final = (
-    "delivery_id bigint, provider text, event_id text, attempt integer, attempted_at timestamptz,"
-    " outcome text, status_code integer, error text, latency_ms double precision, response_body text,"
-    " state text, round_attempts integer, next_attempt_at timestamptz"
+# One finished attempt as `record` sends it, a JSON object per attempt in one parameter: the attempt's
+# row, and where it leaves its delivery.
+RECORDED: Final = Table(
+    "recorded",
+    MetaData(),
+    Column("delivery_id", BigInteger),
+    Column("provider", String(32)),
+    Column("event_id", String(255)),
+    Column("attempt", Integer),
+    Column("attempted_at", UTCDateTime()),
+    Column("outcome", String(16)),
+    Column("status_code", Integer),
+    Column("error", String(32)),
+    Column("latency_ms", Float),
+    Column("response_body", String()),
+    Column("state", String(16)),
+    Column("round_attempts", Integer),
+    Column("next_attempt_at", UTCDateTime()),
 )
-_DONE_NAMES: Final = [each.split()[0] for each in _RECORDED_COLUMNS.split(",")]
-_DONE_VALUES: Final = ", ".join(f"value ->> '{name}' AS {name}" for name in _DONE_NAMES)
-_DONE: Final = {
-    "postgresql": f"json_to_recordset(CAST(:rows AS json)) AS done({_RECORDED_COLUMNS})",
-    "sqlite": f"(SELECT {_DONE_VALUES} FROM json_each(:rows)) AS done",  # noqa: S608 (own names)
-}
-_LOG_ATTEMPTS: Final = """
-    INSERT INTO destination_attempts (delivery_id, destination, provider, event_id, attempt, attempted_at,
-        outcome, status_code, error, latency_ms, response_body)
-    SELECT delivery_id, :name, provider, event_id, attempt, attempted_at, outcome, status_code, error,
-        latency_ms, response_body
-    FROM {done}
-"""
-_MOVE_DELIVERIES: Final = """
-    UPDATE destination_deliveries SET state = done.state, attempts = done.attempt,
-        round_attempts = done.round_attempts, next_attempt_at = done.next_attempt_at,
-        updated_at = done.attempted_at
-    FROM {done} WHERE destination_deliveries.id = done.delivery_id
-"""
-_RECORD: Final = {
-    "postgresql": (
-        text(
-            f"WITH done AS (SELECT * FROM {_DONE['postgresql']}), "  # noqa: S608 (this module's own SQL)
-            f"logged AS ({_LOG_ATTEMPTS.format(done='done')}) {_MOVE_DELIVERIES.format(done='done')}"
-        ),
-    ),
-    "sqlite": (
-        text(_LOG_ATTEMPTS.format(done=_DONE["sqlite"])),
-        text(_MOVE_DELIVERIES.format(done=_DONE["sqlite"])),
-    ),
-}
+
+
+def _record_statements(dialect_name: str) -> tuple[Executable, ...]:
+    """Recording a batch of attempts: the attempts inserted and their deliveries moved on, set-based
+    from one JSON parameter read as the batch writer reads its rows (ingest.sinks), rather than a
+    statement execution per row: on the service's process, SQLAlchemy's and the driver's work per row
+    cost more than the rows (BENCHMARKS.md, "Destinations"). PostgreSQL does both in one statement;
+    SQLite, which has no data-modifying CTEs, in two, each starting with its verb: Python's sqlite3
+    opens the transaction before a statement only when it starts with INSERT, UPDATE, DELETE or
+    REPLACE."""
+    postgres = dialect_name == "postgresql"
+    rows = postgres_json_rows(list(RECORDED.c)) if postgres else sqlite_json_rows(list(RECORDED.c))
+    done = rows.cte("done") if postgres else rows.subquery("done")
+    logged_columns = [column.name for column in DestinationAttempt.__table__.c if column.name != "id"]
+    logged = (postgresql.insert if postgres else sqlite.insert)(DestinationAttempt).from_select(
+        logged_columns,
+        select(*(bindparam("name") if name == "destination" else done.c[name] for name in logged_columns)),
+    )
+    owed = DestinationDelivery
+    moved = (
+        update(owed)
+        .where(owed.id == done.c.delivery_id)
+        .values(
+            state=done.c.state,
+            attempts=done.c.attempt,
+            round_attempts=done.c.round_attempts,
+            next_attempt_at=done.c.next_attempt_at,
+            updated_at=done.c.attempted_at,
+        )
+    )
+    return (moved.add_cte(logged.cte("logged")),) if postgres else (logged, moved)
+
+
+_RECORD: Final = {name: _record_statements(name) for name in ("postgresql", "sqlite")}
 
 
 def record(connection: Connection, name: str, recorded: Sequence[Recorded]) -> None:
