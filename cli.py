@@ -1,6 +1,8 @@
 """Maintenance commands: `python -m cli <command>`, configured by the same environment as the server.
 
 Each command is one function registered in `build_parser()`: add a subparser, point `handler` at it.
+A handler imports what only its command uses (forwarding's NATS client, for one): every start of
+`python -m cli` pays for what it imports, and `recover` runs beside live deliveries.
 """
 
 import argparse
@@ -16,9 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from config import Settings, get_settings
 from database import make_engine
 from destinations import commands as destinations_commands
-from forwarding import commands as forwarding_commands
-from forwarding import outbox
-from forwarding.stream import StreamMismatch
 from models import Payment
 from ops import retention
 from ops.arguments import utc_time
@@ -112,6 +111,9 @@ def _forwarding_settings(command: str) -> Settings | None:
 
 def relay(_: argparse.Namespace) -> int:
     """Run the relay alone (FORWARD_IN_PROCESS=false on the service), until SIGTERM or Ctrl+C."""
+    from forwarding import commands as forwarding_commands
+    from forwarding.stream import StreamMismatch
+
     settings = _forwarding_settings("relay")
     if settings is None:
         return 2
@@ -128,6 +130,8 @@ def relay(_: argparse.Namespace) -> int:
 
 def forward_status(_: argparse.Namespace) -> int:
     """The backlog, the last published event and who publishes now."""
+    from forwarding import outbox
+
     settings = get_settings()
     engine = make_engine(settings)
     try:
@@ -156,6 +160,9 @@ def _when(value: datetime | None) -> str:
 
 def republish(args: argparse.Namespace) -> int:
     """Publish again the events received since --since (optionally one provider's)."""
+    from forwarding import commands as forwarding_commands
+    from forwarding.stream import StreamMismatch
+
     settings = _forwarding_settings("republish")
     if settings is None:
         return 2

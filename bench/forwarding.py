@@ -4,6 +4,8 @@
 2. The time from a delivery's 2xx to its message being in the stream, at a paced 1,000 deliveries/s
    (bench/forward_latency.py: the sender and the stream's reader in processes of their own).
 3. Catch-up: events stored while NATS is down, then the rate at which the relay drains them.
+4. Sustained: wrk at full rate for 60 s with forwarding on, the relay's lag (the backlog /metrics
+   reports) sampled every SAMPLE_S; its maximum, and how long it takes to reach 0 once the load stops.
 Each run has its own database and its own nats-server (-js, a free port, a temporary store).
 """
 
@@ -16,16 +18,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from bench import forward_latency, payloads, wrk
 from bench.databases import fresh
 from bench.servers import OURS, ROOT, Server, free_port
+from database import normalise_url
+from forwarding import outbox
 
 NATS_SERVER = "/usr/sbin/nats-server"
+SAMPLE_S = 0.25
+SUSTAINED_RATE_GUESS = 5_000  # deliveries to prepare per second of load: more than one worker answers
+DRAIN_DEADLINE_S = 60.0
 
 
 class Nats:
@@ -159,10 +170,95 @@ def catch_up(kind: str, folder: Path, *, events: int = 20_000) -> tuple[float, i
                 broker.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class Sustained:
+    rate: float  # deliveries answered per second over the load
+    p99_ms: float
+    max_lag: int  # the largest backlog sampled, in events
+    max_lag_at_s: float  # seconds into the load when it was sampled
+    drained_s: float | None  # from the load's end to the first sample at 0; None: not within the deadline
+    lag_at_end: int  # the backlog when the load stopped
+
+    def line(self) -> str:
+        drained = (
+            f"{self.drained_s:.2f} s" if self.drained_s is not None else f"not in {DRAIN_DEADLINE_S:.0f} s"
+        )
+        return (
+            f"{self.rate:.0f}/s (p99 {self.p99_ms:.1f} ms), lag at most {self.max_lag} events "
+            f"({self.max_lag_at_s:.1f} s in), {self.lag_at_end} when the load stopped, 0 after {drained}"
+        )
+
+
+class LagSampler:
+    """Samples the relay's backlog (forwarding.outbox.status, as /metrics reads it) every SAMPLE_S on a
+    thread of its own, with its own connection."""
+
+    def __init__(self, database_url: str) -> None:
+        self._engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "LagSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._engine.dispose()
+
+    def _run(self) -> None:
+        with self._engine.connect() as connection:
+            while not self._stop.is_set():
+                with connection.begin():
+                    lag = outbox.status(connection, stream="PAYMENTS").lag_events
+                self.samples.append((time.monotonic(), lag))
+                self._stop.wait(SAMPLE_S)
+
+    def drained_after(self, moment: float) -> float | None:
+        """Seconds from `moment` to the first sample at 0 after it, waiting up to DRAIN_DEADLINE_S."""
+        deadline = moment + DRAIN_DEADLINE_S
+        seen = 0
+        while time.monotonic() < deadline:
+            for at, lag in self.samples[seen:]:
+                if at >= moment and lag == 0:
+                    return at - moment
+            seen = max(0, len(self.samples) - 1)
+            time.sleep(SAMPLE_S / 2)
+        return None
+
+
+def sustained(kind: str, folder: Path, *, seconds: int = 60) -> Sustained:
+    """wrk at full rate for `seconds` with forwarding on (the relay in the service), the lag sampled."""
+    deliveries = payloads.deliveries(count=SUSTAINED_RATE_GUESS * seconds, tag="sus", duplicate_ratio=0.0)
+    requests = [payloads.webhook_request(d) for d in deliveries]
+    with fresh(kind, folder, "sustained") as database:
+        broker = Nats(folder / "nats-sustained").start()
+        try:
+            env = env_for(database.url, broker.url)
+            with Server(OURS, workers=1, env=env, log_path=folder / "sus.log") as server:
+                server.wait_ready()
+                with LagSampler(database.url) as sampler:
+                    began = time.monotonic()
+                    result = wrk.run(
+                        url=server.url, requests=requests, connections=32, budget_s=seconds, workdir=folder
+                    )
+                    ended = time.monotonic()
+                    drained = sampler.drained_after(ended)
+                    during = [(at, lag) for at, lag in sampler.samples if at <= ended]
+                    at_end = during[-1][1] if during else 0
+                    worst_at, worst = max(during, key=lambda sample: sample[1], default=(began, 0))
+        finally:
+            broker.stop()
+    return Sustained(result.rps, result.p99_ms, worst, worst_at - began, drained, at_end)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--sustained-only", action="store_true", help="only the 60 s run at full rate")
     parser.add_argument(
         "--separate-relay",
         action="store_true",
@@ -173,6 +269,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-forwarding-"))
     if args.latency_only:
         report_latency(kind, folder, separate_relay=args.separate_relay)
+        return
+    if args.sustained_only:
+        print(f"{kind}, sustained 60 s at full rate: {sustained(kind, folder).line()}")
         return
     rates: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(2):
@@ -191,6 +290,7 @@ def main() -> None:
     report_latency(kind, folder)
     rate, stored = catch_up(kind, folder)
     print(f"catch-up: {stored} events drained at {rate:.0f} events/s")
+    print(f"sustained 60 s at full rate: {sustained(kind, folder).line()}")
     shutil.rmtree(folder, ignore_errors=True)
 
 

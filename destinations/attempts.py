@@ -2,10 +2,12 @@
 one transaction, and keeping the planner's statistics fresh. Plain functions over a Connection. (Events
 are owed by a trigger as they are stored: destinations/filters.py.)"""
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from sqlalchemy import (
@@ -31,12 +33,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from destinations.file import Destination
-from destinations.sender import Result
 from forwarding.messages import StoredEvent
 from forwarding.outbox import event_columns, stored_event
 from ingest.sinks import postgres_json_rows, sqlite_json_rows
 from ingest.sqlite_writer import sqlite_time
 from models import DestinationAttempt, DestinationDelivery, DestinationStatus, Event, UTCDateTime
+
+if TYPE_CHECKING:
+    # For annotations only: the sender's HTTP client (aiohttp) is not imported by what reads or records
+    # attempts without sending (`python -m cli`, whose every start pays for what it imports).
+    from destinations.sender import Result
 
 PENDING = "pending"
 DELIVERED = "delivered"
