@@ -6,7 +6,6 @@ for SQLite. Reads are run by `api.reader.Reader`; batches by the sinks in `inges
 """
 
 import sqlite3
-import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -14,18 +13,13 @@ import psycopg
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+from ingest.sqlite_writer import take_write_lock
 
 T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
-# How often a background writer on SQLite tries for the write lock (`write_when_free`): at first, and
-# at most; the pause doubles between, so that a writer kept waiting by a saturated ingest writer does
-# not spend a core on tries.
-SQLITE_LOCK_POLL_SECONDS: Final = 0.0005
-SQLITE_LOCK_POLL_MAX_SECONDS: Final = 0.002
 
 
 def normalise_url(raw: str) -> URL:
@@ -51,35 +45,16 @@ def sqlite_pragmas(synchronous: str) -> tuple[str, ...]:
 
 
 def write_when_free(connection: Connection, write: Callable[[], T]) -> T:
-    """`write()` in one transaction on `connection`, committed here. On SQLite, the write lock is
-    taken as soon as it is free: SQLite's own busy handler sleeps longer and longer between tries (up
-    to 100 ms at a time), so a background writer (forwarding's relay, a destination's worker) that
-    found the ingest writer's lock held a few times went on waiting tens of milliseconds after it was
-    free, and every event behind it waited too (BENCHMARKS.md, "Forwarding to NATS"). Here SQLite
-    answers "busy" at once and the transaction is tried again after SQLITE_LOCK_POLL_SECONDS, the pause
-    doubling up to SQLITE_LOCK_POLL_MAX_SECONDS, for as long as busy_timeout would have waited. On
-    PostgreSQL, one try."""
-    if connection.dialect.name != "sqlite":
-        with connection.begin():
-            return write()
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    pause = SQLITE_LOCK_POLL_SECONDS
-    connection.exec_driver_sql("PRAGMA busy_timeout=0")
-    connection.commit()
-    try:
-        while True:
-            try:
-                with connection.begin():
-                    return write()
-            except OperationalError as exc:  # the transaction is rolled back
-                busy = getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, SQLITE_LOCK_POLL_MAX_SECONDS)
-    finally:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        connection.commit()
+    """`write()` in one transaction on `connection`, committed here. On SQLite the transaction begins
+    by taking the write lock as soon as it is free (`ingest.sqlite_writer.take_write_lock`, as the
+    batch writer does), so a background writer (forwarding's relay, a destination's worker) neither
+    sleeps in SQLite's busy handler after the lock is free nor holds up the ingest writer behind it."""
+    with connection.begin():
+        if connection.dialect.name == "sqlite":
+            dbapi_connection = connection.connection.dbapi_connection
+            assert isinstance(dbapi_connection, sqlite3.Connection)
+            take_write_lock(dbapi_connection, wait_seconds=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        return write()
 
 
 def sqlite_connect_args(settings: Settings) -> dict[str, Any]:

@@ -60,7 +60,13 @@ from sqlalchemy import cast as type_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config import Settings
-from database import compile_for, connect_async, sqlite_connect_args, sqlite_pragmas
+from database import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    compile_for,
+    connect_async,
+    sqlite_connect_args,
+    sqlite_pragmas,
+)
 from ingest import sqlite_writer
 from ingest.batch import DELIVERED_ORIGIN, Batch, EventKey, Outcome, SignedKey
 from ingest.sqlite_writer import MESSAGE_SIZE, WriterSetup, message, signed_key_parameters
@@ -249,6 +255,7 @@ def sqlite_writer_setup(engine: Engine, settings: Settings) -> WriterSetup:
         connect_args=tuple(args),
         connect_kwargs={**kwargs, **sqlite_connect_args(settings)},
         pragmas=sqlite_pragmas(settings.sqlite_synchronous),
+        lock_wait_seconds=SQLITE_BUSY_TIMEOUT_MS / 1000,
     )
 
 

@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,11 @@ import orjson
 from ingest.batch import Batch, Outcome, SignedKey
 from payments.events import NormalizedEvent
 from payments.fold import fold
+
+# How often a writer tries for SQLite's write lock while another connection holds it (take_write_lock):
+# at first, and at most; the pause doubles between.
+LOCK_POLL_SECONDS: Final = 0.0005
+LOCK_POLL_MAX_SECONDS: Final = 0.002
 
 # A message: its length, then the pickled value. Pickle only ever crosses the pipes between the app and
 # the process it started.
@@ -49,6 +55,7 @@ class WriterSetup:
     connect_args: tuple[Any, ...]
     connect_kwargs: dict[str, Any]
     pragmas: tuple[str, ...]
+    lock_wait_seconds: float  # how long a batch waits for the write lock (as busy_timeout would)
 
 
 class SqliteBatches:
@@ -74,6 +81,9 @@ class SqliteBatches:
         if self._connection is None:
             self._connection = self._connect()
         batch = Batch.plan(events)
+        # Another process may hold the lock: a second writer (`python -m cli recover`, another
+        # instance), forwarding's relay, a destination's worker.
+        take_write_lock(self._connection, wait_seconds=self._setup.lock_wait_seconds)
         cursor = self._connection.cursor()
         try:
             cursor.execute(self._setup.insert_events, event_parameters(batch.unique, batch.delivered))
@@ -110,6 +120,32 @@ class SqliteBatches:
         for pragma in self._setup.pragmas:
             connection.execute(pragma)
         return connection
+
+
+def take_write_lock(connection: sqlite3.Connection, *, wait_seconds: float) -> None:
+    """Begin a transaction that holds SQLite's write lock (BEGIN IMMEDIATE), taken as soon as it is
+    free: SQLite's own busy handler sleeps longer and longer between tries (up to 100 ms at a time), so
+    a writer that found the lock held a few times went on waiting tens of milliseconds after it was
+    free, and every delivery of its batch with it (BENCHMARKS.md, "Recovery" and "Forwarding to NATS").
+    Here SQLite answers "busy" at once, and the lock is tried again after LOCK_POLL_SECONDS, the pause
+    doubling up to LOCK_POLL_MAX_SECONDS, for up to `wait_seconds`; then SQLite's "database is locked"
+    is raised. Holding the lock from the start, the transaction's statements never wait for it. The
+    connection's busy_timeout is `wait_seconds` again afterwards."""
+    deadline = time.monotonic() + wait_seconds
+    pause = LOCK_POLL_SECONDS
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, LOCK_POLL_MAX_SECONDS)
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={round(wait_seconds * 1000)}")
 
 
 def event_parameters(
