@@ -1,6 +1,8 @@
 """Forwarding to NATS, measured: `python -m bench.forwarding [--database postgresql|sqlite]`.
 
-1. Ingest with NATS_URL unset and set, side by side (same wrk load, alternating, two rounds each).
+1. Ingest with NATS_URL unset, set (the relay in the service), and set with the relay apart (`python -m
+   cli relay`), side by side (same wrk load, alternating, two rounds each), with the CPU each process
+   group spent during the load.
 2. The time from a delivery's 2xx to its message being in the stream, at a paced 1,000 deliveries/s
    (bench/forward_latency.py: the sender and the stream's reader in processes of their own).
 3. Catch-up: events stored while NATS is down, then the rate at which the relay drains them.
@@ -29,6 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from bench import forward_latency, payloads, wrk
 from bench.databases import fresh
+from bench.recovery_alongside import cpu_seconds
 from bench.servers import OURS, ROOT, Server, free_port
 from database import normalise_url
 from forwarding import outbox
@@ -86,24 +89,84 @@ def env_for(database_url: str, nats_url: str | None) -> dict[str, str]:
     return env
 
 
-def ingest_round(kind: str, folder: Path, *, forwarding: bool, tag: str) -> wrk.WrkResult:
+# How the relay runs in an ingest round: not at all (NATS_URL unset), in the service, or apart.
+MODES = ("off", "service", "apart")
+
+
+def cpu_by_group(server: Server, relay: subprocess.Popen[bytes] | None) -> dict[str, float]:
+    """CPU seconds so far of: the service (uvicorn and what it started), the relay apart, PostgreSQL's
+    processes, nats-server; and the machine's idle seconds (/proc/stat)."""
+    groups = {"service": sum(cpu_seconds(pid) for pid in server.rss_kib())}
+    groups["relay"] = cpu_seconds(relay.pid) if relay is not None else 0.0
+    for name in ("postgres", "nats-server"):
+        groups[name] = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if name in ("postgres", "nats-server"):
+            groups[name] += cpu_seconds(int(pid))
+    idle = Path("/proc/stat").read_text().split("\n", 1)[0].split()[4:6]  # idle, iowait
+    groups["idle"] = sum(map(int, idle)) / os.sysconf("SC_CLK_TCK")
+    return groups
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRound:
+    result: wrk.WrkResult
+    cpu: dict[str, float]  # seconds during the load, by cpu_by_group's groups
+
+    def line(self) -> str:
+        per_event = self.result.requests or 1
+        spent = ", ".join(
+            f"{name} {seconds:.1f} s"
+            + (f" ({seconds / per_event * 1e6:.0f} us an event)" if name != "idle" else "")
+            for name, seconds in self.cpu.items()
+            if seconds > 0.05
+        )
+        return f"{self.result.rps:.0f}/s p99 {self.result.p99_ms:.1f} ms; CPU: {spent}"
+
+
+def ingest_round(kind: str, folder: Path, *, mode: str, tag: str) -> IngestRound:
+    """wrk (32 connections, 10 s) on a fresh database with forwarding `mode` (MODES)."""
     with fresh(kind, folder, tag) as database:
-        broker = Nats(folder / f"nats-{tag}").start() if forwarding else None
+        broker = Nats(folder / f"nats-{tag}").start() if mode != "off" else None
+        relay: subprocess.Popen[bytes] | None = None
         try:
             env = env_for(database.url, broker.url if broker else None)
+            if mode == "apart":
+                env["FORWARD_IN_PROCESS"] = "false"
             with Server(OURS, workers=1, env=env, log_path=folder / f"{tag}.log") as server:
                 server.wait_ready()
+                if mode == "apart":
+                    relay = start_relay(env, folder / f"relay-{tag}.log")
                 deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
-                return wrk.run(
-                    url=server.url,
-                    requests=[payloads.webhook_request(d) for d in deliveries],
-                    connections=32,
-                    budget_s=10,
-                    workdir=folder,
+                requests = [payloads.webhook_request(d) for d in deliveries]
+                before = cpu_by_group(server, relay)
+                result = wrk.run(
+                    url=server.url, requests=requests, connections=32, budget_s=10, workdir=folder
                 )
+                after = cpu_by_group(server, relay)
+                return IngestRound(result, {name: after[name] - before[name] for name in after})
         finally:
+            if relay is not None:
+                relay.terminate()
+                relay.wait(15)
             if broker:
                 broker.stop()
+
+
+def start_relay(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m cli relay` with the service's environment, its output to `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "relay"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def latency(
@@ -122,14 +185,7 @@ def latency(
             with Server(OURS, workers=1, env=env, log_path=folder / "lat.log") as srv:
                 srv.wait_ready()
                 if separate_relay:
-                    with open(folder / "relay.log", "wb") as log:
-                        relay = subprocess.Popen(
-                            [sys.executable, "-m", "cli", "relay"],
-                            cwd=ROOT,
-                            env={**os.environ, **env},
-                            stdout=log,
-                            stderr=subprocess.STDOUT,
-                        )
+                    relay = start_relay(env, folder / "relay.log")
                 return forward_latency.measure(srv.url, broker.url, folder, rate=rate, seconds=seconds)
         finally:
             if relay is not None:
@@ -273,20 +329,20 @@ def main() -> None:
     if args.sustained_only:
         print(f"{kind}, sustained 60 s at full rate: {sustained(kind, folder).line()}")
         return
-    rates: dict[bool, list[float]] = {False: [], True: []}
+    rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     for round_ in range(2):
-        for forwarding in (False, True):
-            result = ingest_round(kind, folder, forwarding=forwarding, tag=f"r{round_}{int(forwarding)}")
-            rates[forwarding].append(result.rps)
-            print(
-                f"ingest forwarding={'on' if forwarding else 'off'}: "
-                f"{result.rps:.0f}/s p99 {result.p99_ms:.1f} ms"
-            )
-    off, on = (
-        statistics.median(rates[False]),
-        statistics.median(rates[True]),
+        for mode in MODES:
+            measured = ingest_round(kind, folder, mode=mode, tag=f"r{round_}{mode}")
+            rates[mode].append(measured.result.rps)
+            print(f"ingest, forwarding {mode}: {measured.line()}", flush=True)
+    off = statistics.median(rates["off"])
+    print(
+        f"ingest median: off {off:.0f}/s; "
+        + "; ".join(
+            f"relay {mode}: {(on := statistics.median(rates[mode])):.0f}/s, {on / off:.2f}x"
+            for mode in MODES[1:]
+        )
     )
-    print(f"ingest median: off {off:.0f}/s, on {on:.0f}/s, ratio {on / off:.2f}")
     report_latency(kind, folder)
     rate, stored = catch_up(kind, folder)
     print(f"catch-up: {stored} events drained at {rate:.0f} events/s")
