@@ -23,6 +23,7 @@ import yaml
 
 from bench import payloads, wrk
 from bench.databases import fresh
+from bench.forwarding import cpu_by_group
 from bench.servers import OURS, Server, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
@@ -104,7 +105,11 @@ def env_for(database_url: str, destinations: Path | None) -> dict[str, str]:
     return env
 
 
-def ingest_round(kind: str, folder: Path, *, with_destinations: bool, tag: str, budget_s: float) -> float:
+def ingest_round(
+    kind: str, folder: Path, *, with_destinations: bool, tag: str, budget_s: float
+) -> tuple[float, dict[str, float]]:
+    """wrk's rate, and the CPU seconds each process group spent during the load: the service, PostgreSQL,
+    the receiver (this process), and the machine's idle time."""
     receiver = Receiver().start() if with_destinations else None
     try:
         path = None
@@ -116,14 +121,15 @@ def ingest_round(kind: str, folder: Path, *, with_destinations: bool, tag: str, 
         ):
             srv.wait_ready()
             deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
+            requests = [payloads.webhook_request(d) for d in deliveries]
+            before, receiver_before = cpu_by_group(srv, None), time.process_time()
             result = wrk.run(
-                url=srv.url,
-                requests=[payloads.webhook_request(d) for d in deliveries],
-                connections=32,
-                budget_s=budget_s,
-                workdir=folder,
+                url=srv.url, requests=requests, connections=32, budget_s=budget_s, workdir=folder
             )
-            return result.rps
+            after, receiver_after = cpu_by_group(srv, None), time.process_time()
+            cpu = {name: after[name] - before[name] for name in ("service", "postgres", "idle")}
+            cpu["receiver"] = receiver_after - receiver_before
+            return result.rps, cpu
     finally:
         if receiver is not None:
             receiver.stop()
@@ -217,16 +223,21 @@ def main() -> None:
         if "ingest" in parts:
             rounds = 1 if args.quick else 2
             budget = 3.0 if args.quick else 10.0
-            without, with_two = [], []
+            without: list[float] = []
+            with_two: list[float] = []
             for n in range(rounds):
-                without.append(
-                    ingest_round(
-                        args.database, folder, with_destinations=False, tag=f"off{n}", budget_s=budget
+                for rates, configured in ((without, False), (with_two, True)):
+                    rate, cpu = ingest_round(
+                        args.database,
+                        folder,
+                        with_destinations=configured,
+                        tag=f"{configured}{n}",
+                        budget_s=budget,
                     )
-                )
-                with_two.append(
-                    ingest_round(args.database, folder, with_destinations=True, tag=f"on{n}", budget_s=budget)
-                )
+                    rates.append(rate)
+                    spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
+                    which = "two destinations" if configured else "none"
+                    print(f"ingest {args.database}, {which}: {rate:.0f}/s; CPU: {spent}")
             off, on = statistics.median(without), statistics.median(with_two)
             print(
                 f"ingest {args.database}: none {off:.0f}/s, "

@@ -234,6 +234,7 @@ class Sustained:
     max_lag_at_s: float  # seconds into the load when it was sampled
     drained_s: float | None  # from the load's end to the first sample at 0; None: not within the deadline
     lag_at_end: int  # the backlog when the load stopped
+    lag_each_10_s: list[int]  # the largest backlog sampled in each 10 s of the load
 
     def line(self) -> str:
         drained = (
@@ -241,7 +242,8 @@ class Sustained:
         )
         return (
             f"{self.rate:.0f}/s (p99 {self.p99_ms:.1f} ms), lag at most {self.max_lag} events "
-            f"({self.max_lag_at_s:.1f} s in), {self.lag_at_end} when the load stopped, 0 after {drained}"
+            f"({self.max_lag_at_s:.1f} s in), {self.lag_at_end} when the load stopped, 0 after {drained}; "
+            f"largest in each 10 s: {', '.join(map(str, self.lag_each_10_s))}"
         )
 
 
@@ -307,7 +309,12 @@ def sustained(kind: str, folder: Path, *, seconds: int = 60) -> Sustained:
                     worst_at, worst = max(during, key=lambda sample: sample[1], default=(began, 0))
         finally:
             broker.stop()
-    return Sustained(result.rps, result.p99_ms, worst, worst_at - began, drained, at_end)
+    tens: dict[int, int] = {}
+    for at, lag in during:
+        tens[int((at - began) // 10)] = max(lag, tens.get(int((at - began) // 10), 0))
+    return Sustained(
+        result.rps, result.p99_ms, worst, worst_at - began, drained, at_end, [tens[k] for k in sorted(tens)]
+    )
 
 
 def main() -> None:
