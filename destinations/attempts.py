@@ -4,7 +4,7 @@ are owed by a trigger as they are stored: destinations/filters.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -35,8 +35,7 @@ from sqlalchemy.orm import aliased
 from destinations.file import Destination
 from forwarding.messages import StoredEvent
 from forwarding.outbox import event_columns, stored_event
-from ingest.sinks import postgres_json_rows, sqlite_json_rows
-from ingest.sqlite_writer import sqlite_time
+from ingest.sinks import json_time, postgres_json_rows, sqlite_json_rows
 from models import DestinationAttempt, DestinationDelivery, DestinationStatus, Event, UTCDateTime
 
 if TYPE_CHECKING:
@@ -279,8 +278,7 @@ def record(connection: Connection, name: str, recorded: Sequence[Recorded]) -> N
     """Every attempt, and its delivery's next state, and the destination's last success and failure."""
     if not recorded:
         return
-    postgres = connection.dialect.name == "postgresql"
-    moment: Callable[[datetime], str] = datetime.isoformat if postgres else sqlite_time
+    moment = json_time(connection.dialect.name)
     rows = [
         {
             "delivery_id": item.due.delivery_id,

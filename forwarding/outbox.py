@@ -40,8 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from database import write_when_free
 from forwarding.messages import StoredEvent
 from forwarding.states import PaymentKey, PaymentState
-from ingest.sinks import postgres_json_rows, sqlite_json_rows
-from ingest.sqlite_writer import sqlite_time
+from ingest.sinks import json_time, postgres_json_rows, sqlite_json_rows
 from models import Event, ForwardBatch, ForwardCursor, ForwardPaymentState
 
 # The advisory lock's first key (the second is the stream's): 'FW'.
@@ -159,8 +158,8 @@ class Status:
     updated_at: datetime | None
 
 
-def _states_parameter(moved: dict[PaymentKey, PaymentState], postgres: bool) -> str:
-    moment: Callable[[datetime], str] = datetime.isoformat if postgres else sqlite_time
+def _states_parameter(moved: dict[PaymentKey, PaymentState], dialect_name: str) -> str:
+    moment = json_time(dialect_name)
     return orjson.dumps(
         [
             {
@@ -375,7 +374,7 @@ class Outbox:
         if moved:
             self.connection.execute(
                 _MOVE_STATES[self.connection.dialect.name],
-                {"rows": _states_parameter(moved, self._postgres)},
+                {"rows": _states_parameter(moved, self.connection.dialect.name)},
             )
         if self._postgres:
             # Only what every cursor has passed: each stream's relay reads the same batches.

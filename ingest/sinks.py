@@ -22,6 +22,7 @@ import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import datetime
 from functools import partial
 from typing import Any, Final, Protocol, TypeVar, cast
 
@@ -69,7 +70,7 @@ from database import (
 )
 from ingest import sqlite_writer
 from ingest.batch import DELIVERED_ORIGIN, Batch, EventKey, Outcome, SignedKey
-from ingest.sqlite_writer import MESSAGE_SIZE, WriterSetup, message, signed_key_parameters
+from ingest.sqlite_writer import MESSAGE_SIZE, WriterSetup, message, signed_key_parameters, sqlite_time
 from models import Event, Payment, UTCDateTime
 from payments import projection
 from payments.events import NormalizedEvent
@@ -257,6 +258,12 @@ def sqlite_writer_setup(engine: Engine, settings: Settings) -> WriterSetup:
         pragmas=sqlite_pragmas(settings.sqlite_synchronous),
         lock_wait_seconds=SQLITE_BUSY_TIMEOUT_MS / 1000,
     )
+
+
+def json_time(dialect_name: str) -> Callable[[datetime], str]:
+    """How a time is written into the JSON rows the readers below take: ISO 8601 for PostgreSQL, which
+    casts it to its column's type; SQLite's stored form (`sqlite_time`), which is compared as text."""
+    return datetime.isoformat if dialect_name == "postgresql" else sqlite_time
 
 
 def sqlite_json_rows(columns: Sequence[Column[Any]]) -> Select[*tuple[Any, ...]]:
