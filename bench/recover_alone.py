@@ -10,18 +10,13 @@ Run it in two trees in turn to compare them.
 """
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.databases import ensure_postgres, fresh
-from bench.recovery_alongside import EPOCH, EVENTS, SINCE, UNTIL, start_fake
-from bench.servers import ROOT
+from bench.recovery_alongside import EPOCH, EVENTS, recover, start_fake
 from ops import migrate
 from tests.recovery.fake_api import STRIPE_KEY
 
@@ -45,22 +40,14 @@ def one_run(kind: str, folder: Path, *, base: str, pace: float, tag: str) -> Run
     with fresh(kind, folder, tag) as database:
         migrate.upgrade_to_head(database.url)
         env = {
-            **os.environ,
             "DATABASE_URL": database.url,
             "STRIPE_API_KEY": STRIPE_KEY,
             "STRIPE_API_BASE": base,
             "LOG_LEVEL": "WARNING",
             "RECOVERY_EVENTS_PER_SECOND": str(pace),
         }
-        argv = [sys.executable, "-m", "cli", "recover", "--provider", "stripe"]
-        argv += ["--since", SINCE.isoformat(), "--until", UNTIL.isoformat()]
-        started = time.time()
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        # wait4 reports the process's own usage with that of the children it waited for.
-        _, _, usage = os.wait4(process.pid, 0)
-        ended = time.time()
+        started, ended, cpu_s, _, returncode = recover(env)
+        assert returncode == 0, returncode
         first, last, rows = (
             database.scalar(f"SELECT min({EPOCH[kind]}) FROM webhook_events"),
             database.scalar(f"SELECT max({EPOCH[kind]}) FROM webhook_events"),
@@ -68,7 +55,7 @@ def one_run(kind: str, folder: Path, *, base: str, pace: float, tag: str) -> Run
         )
     return Run(
         ended - started,
-        usage.ru_utime + usage.ru_stime,
+        cpu_s,
         float(first) - started,
         ended - float(last),
         int(rows),
