@@ -137,7 +137,11 @@ class Settings(BaseSettings):
     write_queue_max: int = Field(default=10_000, ge=1)
     write_batch_max: int = Field(default=256, ge=1)
     # PostgreSQL: transactions in flight per process, each on its own connection (SQLite has one writer).
-    write_concurrency: int = Field(default=4, ge=1, le=32)
+    # One by default: while it commits, the next batch gathers every delivery that arrives, so batches
+    # are larger and each event costs the server and the event loop less than with several small
+    # batches in flight (BENCHMARKS.md, "One transaction in flight"). More pay where a commit is slow
+    # against the time a batch takes to gather (a disk whose flushes take milliseconds).
+    write_concurrency: int = Field(default=1, ge=1, le=32)
     db_pool_size: int = Field(default=10, ge=1)
     db_connect_timeout_seconds: int = Field(default=3, ge=1)
 

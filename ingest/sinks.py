@@ -626,8 +626,9 @@ class PostgresSink:
 
 
 def make_sinks(engine: Engine, settings: Settings) -> list[Sink]:
-    """PostgreSQL: `settings.write_concurrency` connections, each with a batch in flight, sharing the
-    compiled batch statement. SQLite: one writer process, since SQLite takes one writer at a time."""
+    """PostgreSQL: `settings.write_concurrency` connections (one by default), each with a batch in
+    flight, sharing the compiled batch statement. SQLite: one writer process, since SQLite takes one
+    writer at a time."""
     if engine.dialect.name != "postgresql":
         return [SqliteProcessSink(sqlite_writer_setup(engine, settings))]
     sql = PostgresSql(engine.dialect)

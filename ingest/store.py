@@ -34,8 +34,8 @@ _Outcome = Outcome | StorageUnavailable
 
 class EventWriter:
     """Batches queued deliveries onto one or more sinks. Each sink writes one batch at a time; several
-    sinks (PostgreSQL) keep several transactions in flight, so a batch waiting for its commit's
-    fsync does not hold up the next one."""
+    sinks (PostgreSQL with `WRITE_CONCURRENCY` above 1) keep several transactions in flight, so a batch
+    waiting for its commit's fsync does not hold up the next one."""
 
     def __init__(
         self,
