@@ -322,6 +322,7 @@ def main() -> None:
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--sustained-only", action="store_true", help="only the 60 s run at full rate")
+    parser.add_argument("--ingest-only", action="store_true", help="only the ingest rounds, on and off")
     parser.add_argument(
         "--separate-relay",
         action="store_true",
@@ -350,6 +351,9 @@ def main() -> None:
             for mode in MODES[1:]
         )
     )
+    if args.ingest_only:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
     report_latency(kind, folder)
     rate, stored = catch_up(kind, folder)
     print(f"catch-up: {stored} events drained at {rate:.0f} events/s")
