@@ -1,28 +1,36 @@
 """`python -m cli destinations ...`: the destinations API's reads and actions as commands, against
 DATABASE_URL and DESTINATIONS_FILE. A running service's dispatcher sees a pause, resume or replay at its
-next poll (DESTINATIONS_POLL_SECONDS)."""
+next poll (DESTINATIONS_POLL_SECONDS).
+
+Every `python -m cli` start imports this module to list the commands, `recover` beside live deliveries
+among them: so the destinations file's parser and the operations' SQL are imported by a handler when it
+runs, not here (cli.py's convention)."""
+
+from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING, Any
 
 from config import get_settings
 from database import make_engine
-from destinations import file, operations
-from destinations.file import Destination
-from destinations.operations import ReplayFilter
 from errors import DestinationsFileInvalid
 from ops.arguments import utc_time
 
-Handler = Callable[[argparse.Namespace, Connection, dict[str, Destination]], int]
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from destinations.file import Destination
+
+Handler = Callable[[argparse.Namespace, "Connection", dict[str, "Destination"]], int]
 
 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from destinations import file
+
         settings = get_settings()
         if not settings.destinations_file:
             print("destinations: DESTINATIONS_FILE is not set: no destinations", file=sys.stderr)
@@ -51,6 +59,8 @@ def _when(value: datetime | None) -> str:
 
 
 def list_destinations(_: argparse.Namespace, connection: Connection, declared: dict[str, Destination]) -> int:
+    from destinations import operations
+
     for row in operations.overview(connection, list(declared.values())):
         print(
             f"{row['name']:<20} {row['state']:<8} host={row['host']} "
@@ -62,6 +72,8 @@ def list_destinations(_: argparse.Namespace, connection: Connection, declared: d
 
 
 def attempts(args: argparse.Namespace, connection: Connection, _: dict[str, Destination]) -> int:
+    from destinations import operations
+
     tried = operations.attempts_of(connection, args.provider, args.event_id)
     if not tried and not operations.event_stored(connection, args.provider, args.event_id):
         print(f"destinations: no event {args.event_id!r} from provider {args.provider!r}", file=sys.stderr)
@@ -81,6 +93,8 @@ def _attempt_line(row: dict[str, Any]) -> str:
 
 
 def dead(args: argparse.Namespace, connection: Connection, _: dict[str, Destination]) -> int:
+    from destinations import operations
+
     rows = operations.dead_page(connection, args.name, after=None, limit=args.limit)
     for row in rows[: args.limit]:
         print(
@@ -94,6 +108,9 @@ def dead(args: argparse.Namespace, connection: Connection, _: dict[str, Destinat
 
 
 def replay(args: argparse.Namespace, connection: Connection, declared: dict[str, Destination]) -> int:
+    from destinations import operations
+    from destinations.operations import ReplayFilter
+
     wanted = ReplayFilter(
         since=args.since,
         until=args.until,
@@ -115,6 +132,8 @@ def replay(args: argparse.Namespace, connection: Connection, declared: dict[str,
 
 def _pause(paused: bool) -> Handler:
     def run(args: argparse.Namespace, connection: Connection, _: dict[str, Destination]) -> int:
+        from destinations import operations
+
         operations.set_paused(connection, args.name, paused=paused, now=datetime.now(UTC))
         print(f"{args.name}: {'paused' if paused else 'resumed'}")
         return 0
@@ -122,7 +141,7 @@ def _pause(paused: bool) -> Handler:
     return run
 
 
-def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "destinations",
         help="destinations: state, attempts, dead events, replay, pause, resume",

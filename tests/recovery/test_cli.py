@@ -2,8 +2,11 @@
 
 import asyncio
 import io
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -127,3 +130,26 @@ def test_a_terminal_sees_progress_page_by_page(
         "razorpay: page 2, 200 read, 200 new ",
         "razorpay: page 3, 250 read, 250 new \n",
     ]
+
+
+def test_starting_the_command_imports_nothing_only_other_commands_use() -> None:
+    """`recover` runs beside live deliveries and every start pays for its imports: forwarding's NATS
+    client, the destinations' HTTP client, file parser and SQL are imported by their own handlers."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, cli; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(cli.__file__).parent,
+    ).stdout.split()
+    handlers_only = (
+        "nats",
+        "aiohttp",
+        "yaml",
+        "forwarding.relay",
+        "destinations.operations",
+        "destinations.file",
+    )
+
+    assert [module for module in handlers_only if module in loaded] == []
+    assert "recovery.command" in loaded  # and the check sees what was imported
