@@ -351,13 +351,11 @@ def main() -> None:
             for mode in MODES[1:]
         )
     )
-    if args.ingest_only:
-        shutil.rmtree(folder, ignore_errors=True)
-        return
-    report_latency(kind, folder)
-    rate, stored = catch_up(kind, folder)
-    print(f"catch-up: {stored} events drained at {rate:.0f} events/s")
-    print(f"sustained 60 s at full rate: {sustained(kind, folder).line()}")
+    if not args.ingest_only:
+        report_latency(kind, folder)
+        rate, stored = catch_up(kind, folder)
+        print(f"catch-up: {stored} events drained at {rate:.0f} events/s")
+        print(f"sustained 60 s at full rate: {sustained(kind, folder).line()}")
     shutil.rmtree(folder, ignore_errors=True)
 
 

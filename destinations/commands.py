@@ -109,9 +109,8 @@ def dead(args: argparse.Namespace, connection: Connection, _: dict[str, Destinat
 
 def replay(args: argparse.Namespace, connection: Connection, declared: dict[str, Destination]) -> int:
     from destinations import operations
-    from destinations.operations import ReplayFilter
 
-    wanted = ReplayFilter(
+    wanted = operations.ReplayFilter(
         since=args.since,
         until=args.until,
         provider=args.provider,
