@@ -64,6 +64,8 @@ def subject_token(value: str | None) -> str:
 
 
 def header_value(value: str) -> str:
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value  # the common case, without the pattern
     return _OUTSIDE_HEADER.sub(lambda match: "".join(f"%{b:02X}" for b in match[0].encode()), value)
 
 

@@ -107,6 +107,9 @@ async def connect(settings: Settings) -> Client:
         "disconnected_cb": _quiet,
         "reconnected_cb": _quiet,
         "closed_cb": _quiet,
+        # Every subject is built from checked tokens (NATS_SUBJECT_PREFIX's pattern, messages.subject_token)
+        # and every reply subject is our inbox's: nats-py need not check each one again.
+        "skip_subject_validation": True,
     }
     if settings.nats_creds_file:
         options["user_credentials"] = settings.nats_creds_file
@@ -138,16 +141,28 @@ class StreamRefused(Exception):
     """The stream answered a publish with an error (full, wrong stream, ...): its description."""
 
 
+class _Batch:
+    """The acknowledgements one publish() waits for, by the message's index in it."""
+
+    def __init__(self, size: int) -> None:
+        self.acks: list[Msg | None] = [None] * size
+        self.missing = size
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not size:
+            self.done.set_result(None)
+
+
 class Publisher:
     """Acknowledged publishing on one connection: each message goes out with a reply subject under an
-    inbox of ours, and counts once the stream's acknowledgement arrives there. Measured about six
-    times the rate of nats-py's JetStream publish (one request each), whose pipelined variant loses
-    the stream's refusals (they surface as timeouts)."""
+    inbox of ours (`{inbox}.{batch}.{index}`), and counts once the stream's acknowledgement arrives
+    there. Measured about six times the rate of nats-py's JetStream publish (one request each), whose
+    pipelined variant loses the stream's refusals (they surface as timeouts). A batch waits on one
+    future, set by the last acknowledgement, rather than one per message."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._inbox = ""
-        self._pending: dict[str, asyncio.Future[Msg]] = {}
+        self._batches: dict[str, _Batch] = {}
         self._sent = itertools.count()
 
     async def publish(self, messages: list[Message], *, stream: str) -> Outcomes:
@@ -155,29 +170,30 @@ class Publisher:
         (the stream had that Nats-Msg-Id) counts as published."""
         if not self._inbox:
             self._inbox = self._client.new_inbox()
-            await self._client.subscribe(f"{self._inbox}.*", cb=self._acknowledged)
-        loop = asyncio.get_running_loop()
-        waiting: list[tuple[str, asyncio.Future[Msg]]] = []
+            await self._client.subscribe(f"{self._inbox}.>", cb=self._acknowledged)
+        key = str(next(self._sent))
+        prefix = f"{self._inbox}.{key}."
+        batch = self._batches[key] = _Batch(len(messages))
         outcomes = Outcomes()
+        sent = 0
         try:
             for message in messages:
-                reply = f"{self._inbox}.{next(self._sent)}"
-                future: asyncio.Future[Msg] = loop.create_future()
-                self._pending[reply] = future
-                waiting.append((reply, future))
                 headers = {**message.headers, "Nats-Expected-Stream": stream}
-                await self._client.publish(message.subject, message.payload, reply=reply, headers=headers)
+                await self._client.publish(
+                    message.subject, message.payload, reply=f"{prefix}{sent}", headers=headers
+                )
+                sent += 1
             async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
-                await asyncio.gather(*(future for _, future in waiting))
+                await batch.done
         except (TimeoutError, nats.errors.Error) as exc:
-            unanswered = [m for m, (_, future) in zip(messages, waiting, strict=False) if not future.done()]
+            unanswered = [m for m, ack in zip(messages[:sent], batch.acks, strict=False) if ack is None]
             outcomes.failures.extend((message.kind, exc) for message in unanswered or messages[:1])
             return outcomes
         finally:
-            for reply, _ in waiting:
-                self._pending.pop(reply, None)
-        for message, (_, future) in zip(messages, waiting, strict=True):
-            self._count(outcomes, message.kind, future.result())
+            del self._batches[key]
+        for message, ack in zip(messages, batch.acks, strict=True):
+            assert ack is not None
+            self._count(outcomes, message.kind, ack)
         return outcomes
 
     @staticmethod
@@ -194,6 +210,14 @@ class Publisher:
             outcomes.published[kind] += 1
 
     async def _acknowledged(self, ack: Msg) -> None:
-        future = self._pending.pop(ack.subject, None)
-        if future is not None and not future.done():
-            future.set_result(ack)
+        # A late acknowledgement of a batch that timed out finds no batch: that batch is published again.
+        key, _, index = ack.subject[len(self._inbox) + 1 :].partition(".")
+        batch = self._batches.get(key)
+        if batch is None or not index.isdecimal() or int(index) >= len(batch.acks):
+            return
+        position = int(index)
+        if batch.acks[position] is None:
+            batch.acks[position] = ack
+            batch.missing -= 1
+            if not batch.missing:
+                batch.done.set_result(None)
