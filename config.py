@@ -210,6 +210,9 @@ class Settings(BaseSettings):
     forward_in_process: bool = True
     forward_batch_max: int = Field(default=1000, ge=1)
     forward_poll_seconds: float = Field(default=2.0, gt=0)
+    # Under load (a cycle of 100 events or more), the relay waits this long before its next cycle so
+    # that cycles carry more events each (forwarding/relay.py); 0 runs them back to back.
+    forward_gather_seconds: float = Field(default=0.05, ge=0, le=5)
 
     # Destinations (destinations/): the YAML file declaring the services events are POSTed to, signed
     # with Standard Webhooks. Unset: nothing is forwarded over HTTP.

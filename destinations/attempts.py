@@ -197,7 +197,9 @@ def due(
     purged = [row[0] for row in rows if row.provider is None]
     if purged:
         give_up(connection, purged, now=now)
-    due = [Due(row[0], row[1], row[2], row[3], stored_event(row, 4)) for row in rows if row.provider is not None]
+    due = [
+        Due(row[0], row[1], row[2], row[3], stored_event(row, 4)) for row in rows if row.provider is not None
+    ]
     return due, len(purged)
 
 

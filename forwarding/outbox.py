@@ -186,9 +186,9 @@ def event_columns(raw_body: bool) -> Select[Any]:
 def stored_event(row: Row[Any], start: int = 0) -> StoredEvent:
     """The event in `row`'s columns from `start` on: EVENT_COLUMNS' in their order, then raw_body (when
     read). By position: the relay reads a thousand rows a cycle."""
-    values = row[start : start + len(EVENT_COLUMNS)]
-    raw_body = row[start + len(EVENT_COLUMNS)] if len(row) > start + len(EVENT_COLUMNS) else None
-    return StoredEvent(*values, raw_body=raw_body)
+    end = start + len(EVENT_COLUMNS)
+    values: tuple[Any, ...] = (*row[start:end], row[end] if len(row) > end else None)
+    return StoredEvent(*values)
 
 
 class Outbox:
@@ -212,7 +212,12 @@ class Outbox:
                 self._connection.execute(
                     text("SELECT set_config('application_name', :name, false)"), {"name": name}
                 )
-                # The relay's reads may wait behind nothing; its own statements are short.
+                # Every execution planned for the tables as they are then. psycopg prepares a statement
+                # after a few executions, and the server may then keep one generic plan for it: made
+                # while a new database's tables were small, the pending read's plan hashed the whole
+                # events table each cycle, taking longer as it grew, until the relay fell behind
+                # (BENCHMARKS.md, "Forwarding to NATS"). Planning the read costs about a millisecond.
+                self._connection.execute(text("SET plan_cache_mode = force_custom_plan"))
                 self._connection.commit()
         return self._connection
 

@@ -35,6 +35,13 @@ BACKOFF_CAP_SECONDS: Final = 5.0
 # that reads what no wake announces (other processes' commits, `python -m cli relay` which nobody
 # wakes, a batch that was held back behind the horizon).
 LINGER_SECONDS: Final = 0.01
+# A cycle that carried at least this many events (ingest is busy) is followed by FORWARD_GATHER_SECONDS
+# without reading, whatever commits wake it, so that the next cycle carries more: each cycle costs a
+# read, a transaction moving the cursor and the states, and a wait for acknowledgements, whatever it
+# carries, and run back to back under load those took as much of the database and of the service's
+# process as the events did (BENCHMARKS.md, "Forwarding to NATS"). At lower rates cycles carry fewer
+# events and are not held back.
+GATHER_AFTER_EVENTS: Final = 100
 STOP_WAIT_SECONDS: Final = 10.0
 
 
@@ -130,10 +137,14 @@ class Relay:
             self._outage_ends()
             if not published:
                 await self._idle(self._settings.forward_poll_seconds)
-            elif published < self._settings.forward_batch_max:
-                # A commit during this cycle has already set the wake: under load cycles then run back
-                # to back, each carrying what was committed during the one before, rather than adding a
-                # fixed pause to every event's wait.
+            elif published >= self._settings.forward_batch_max:
+                continue  # a full batch: more is waiting
+            elif published >= GATHER_AFTER_EVENTS and self._settings.forward_gather_seconds > 0:
+                await self._gather(self._settings.forward_gather_seconds)
+            else:
+                # A commit during this cycle has already set the wake: cycles then run back to back,
+                # each carrying what was committed during the one before, rather than adding a fixed
+                # pause to every event's wait.
                 await self._idle(LINGER_SECONDS)
 
     async def publish_next(self) -> int:
@@ -186,6 +197,13 @@ class Relay:
                 await self._wake.wait()
         except TimeoutError:
             pass
+        self._wake.clear()
+
+    async def _gather(self, seconds: float) -> None:
+        """`seconds` whatever commits happen meanwhile (only stop() cuts it short): the next cycle reads
+        everything they committed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
         self._wake.clear()
 
     async def _connect(self) -> None:
