@@ -164,17 +164,12 @@ class FakeProviders:
         if seen.headers.get("authorization") != f"Bearer {STRIPE_KEY}":
             return 401, STRIPE_BAD_KEY, {}
         query = seen.query
-        types = set(query.get("types[]", []))
-        gte = int(query["created[gte]"][0]) if "created[gte]" in query else None
-        lt = int(query["created[lt]"][0]) if "created[lt]" in query else None
-        events = [
-            e
-            for e in sorted(self.stripe_events, key=lambda e: (e["created"], e["id"]), reverse=True)
-            if (not types or e["type"] in types)
-            and (gte is None or e["created"] >= gte)
-            and (lt is None or e["created"] < lt)
-            and ("delivery_success" not in query or e["pending_webhooks"] > 0)
-        ]
+        events = self.stripe_matching(
+            frozenset(query.get("types[]", [])),
+            int(query["created[gte]"][0]) if "created[gte]" in query else None,
+            int(query["created[lt]"][0]) if "created[lt]" in query else None,
+            "delivery_success" in query,
+        )
         if "starting_after" in query:
             ids = [e["id"] for e in events]
             events = events[ids.index(query["starting_after"][0]) + 1 :]
@@ -184,6 +179,19 @@ class FakeProviders:
             {"object": "list", "data": events[:limit], "has_more": len(events) > limit, "url": "/v1/events"},
             {},
         )
+
+    def stripe_matching(
+        self, types: frozenset[str], gte: int | None, lt: int | None, undelivered: bool
+    ) -> list[dict[str, Any]]:
+        """The events a list request's filters select, newest first, as Stripe lists them."""
+        return [
+            e
+            for e in sorted(self.stripe_events, key=lambda e: (e["created"], e["id"]), reverse=True)
+            if (not types or e["type"] in types)
+            and (gte is None or e["created"] >= gte)
+            and (lt is None or e["created"] < lt)
+            and (not undelivered or e["pending_webhooks"] > 0)
+        ]
 
     def stripe_intent(self, seen: Seen) -> tuple[int, Any, dict[str, str]]:
         if seen.headers.get("authorization") != f"Bearer {STRIPE_KEY}":
