@@ -6,7 +6,6 @@ to the 1 KiB that is kept and no further, and it is asked for uncompressed so th
 receiver wrote. Nothing here logs; the caller logs error classes, never secrets or payloads.
 """
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -49,10 +48,9 @@ async def send(
     retry_after: str | None = None
     error: str | None = None
     try:
-        async with (
-            asyncio.timeout(destination.timeout_seconds),
-            http.post(destination.url, data=body, headers=headers, allow_redirects=False) as response,
-        ):
+        # The session's ClientTimeout (total: timeout_seconds) bounds the whole exchange, the body's
+        # read included, and raises a TimeoutError.
+        async with http.post(destination.url, data=body, headers=headers, allow_redirects=False) as response:
             status = response.status
             retry_after = response.headers.get("retry-after")
             while len(kept) < BODY_KEPT_BYTES:

@@ -24,7 +24,7 @@ from database import write_when_free
 from destinations import attempts, metrics, policy, sender, signing
 from destinations.attempts import Due, Recorded
 from destinations.file import Destination
-from forwarding.messages import event_message
+from forwarding.messages import event_document
 
 logger = logging.getLogger("webhooks.destinations")
 
@@ -272,7 +272,7 @@ class Worker:
 
     async def _send(self, item: Due) -> None:
         event = item.event
-        body = event_message(event, prefix="payments").payload
+        body = event_document(event)
         msg_id = signing.webhook_id(event.provider, event.event_id)
         attempted_at = datetime.now(UTC)
         headers = signing.headers(

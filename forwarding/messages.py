@@ -69,7 +69,9 @@ def header_value(value: str) -> str:
     return _OUTSIDE_HEADER.sub(lambda match: "".join(f"%{b:02X}" for b in match[0].encode()), value)
 
 
-def event_message(event: StoredEvent, *, prefix: str) -> Message:
+def event_document(event: StoredEvent) -> bytes:
+    """The normalised event as JSON: a NATS event message's payload, and the body POSTed to a
+    destination."""
     body: dict[str, Any] = {
         "provider": event.provider,
         "event_id": event.event_id,
@@ -84,9 +86,13 @@ def event_message(event: StoredEvent, *, prefix: str) -> Message:
     }
     if event.raw_body is not None:
         body["raw_body"] = base64.b64encode(event.raw_body).decode("ascii")
+    return orjson.dumps(body)
+
+
+def event_message(event: StoredEvent, *, prefix: str) -> Message:
     subject = f"{prefix}.events.{subject_token(event.provider)}.{subject_token(event.event_type)}"
     return Message(
-        "event", subject, orjson.dumps(body), _headers(f"{event.provider}:{event.event_id}", event)
+        "event", subject, event_document(event), _headers(f"{event.provider}:{event.event_id}", event)
     )
 
 
