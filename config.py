@@ -205,6 +205,9 @@ class Settings(BaseSettings):
     nats_tls_key_file: str | None = None
     # How long the stream remembers a Nats-Msg-Id: a re-publish after a crash must come within it.
     nats_duplicate_window_seconds: int = Field(default=3600, ge=10)
+    # Copies of each message the stream keeps, on as many servers of a NATS cluster (3 survives the loss
+    # of one server); 1 on a single server.
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     forward_raw_body: bool = False
     # The relay runs in the service process; false when `python -m cli relay` runs it elsewhere.
     forward_in_process: bool = True

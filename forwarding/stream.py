@@ -75,6 +75,11 @@ def check_stream(config: StreamConfig, *, settings: Settings) -> None:
             f"NATS_DUPLICATE_WINDOW_SECONDS={settings.nats_duplicate_window_seconds}: a re-publish after a "
             "crash could be stored twice"
         )
+    if (config.num_replicas or 1) < settings.nats_stream_replicas:
+        raise StreamMismatch(
+            f"NATS stream {name}: {config.num_replicas or 1} replica(s), fewer than "
+            f"NATS_STREAM_REPLICAS={settings.nats_stream_replicas}"
+        )
     if config.no_ack:
         raise StreamMismatch(f"NATS stream {name}: no_ack is set, so a publish cannot be confirmed")
     if config.sealed:
@@ -131,6 +136,7 @@ async def ensure_stream(js: JetStreamContext, *, settings: Settings) -> None:
             subjects=subjects(settings.nats_subject_prefix),
             storage=StorageType.FILE,
             duplicate_window=settings.nats_duplicate_window_seconds,
+            num_replicas=settings.nats_stream_replicas,
         )
         logger.info("created NATS stream %s", settings.nats_stream)
         return

@@ -45,6 +45,14 @@ def test_an_incompatible_stream_stops_start_up_naming_the_setting(
         client_factory(nats_url=nats_server.url)
 
 
+def test_a_stream_with_fewer_replicas_than_asked_stops_start_up(
+    client_factory: Callable[..., TestClient], nats_server: NatsServer
+) -> None:
+    create_stream(nats_server.url, subjects=["payments.events.>", "payments.state.>"], duplicate_window=3600)
+    with pytest.raises(StreamMismatch, match="NATS_STREAM_REPLICAS=3"):
+        client_factory(nats_url=nats_server.url, nats_stream_replicas=3)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_broker_down_at_start_up_does_not_stop_the_service(
     client_factory: Callable[..., TestClient],

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, select
 from database import normalise_url
 from forwarding import outbox
 from models import Event, Payment
-from tests.forwarding.nats_support import NatsServer, StreamMessage, read_stream
+from tests.forwarding.nats_support import NatsCluster, NatsServer, StreamMessage, read_stream
 from tests.live import (
     LoggedServer,
     Recorder,
@@ -272,3 +272,78 @@ def test_two_instances_one_killed_the_other_publishes_the_rest_exactly_once(
     assert stored == events
     assert takeover < 10
     report("forward-instances", events=events, takeover_s=f"{takeover:.1f}", drain_s=f"{seconds:.1f}")
+
+
+def stream_placement(urls: list[str]) -> tuple[int, str | None]:
+    """The stream's replicas and the server that leads it now ((0, None) before it exists)."""
+
+    async def read() -> tuple[int, str | None]:
+        client = await nats.connect(servers=urls)
+        try:
+            info = await client.jetstream().stream_info("PAYMENTS")
+        except nats.js.errors.NotFoundError:
+            return 0, None
+        finally:
+            await client.close()
+        return info.config.num_replicas or 1, info.cluster.leader if info.cluster else None
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_three_node_cluster_losing_the_streams_leader_mid_burst_keeps_every_event_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The deployment that outgrows one machine: a NATS cluster of three, the stream on all three
+    (NATS_STREAM_REPLICAS=3). The server leading the stream is SIGKILLed during a burst: the other two
+    elect a leader and take the rest; then it is started again and rejoins."""
+    events = 3_000
+    deliveries = razorpay_deliveries(events)
+    cluster = NatsCluster(tmp_path / "nats").start()
+    env = {
+        "DATABASE_URL": database_url,
+        "RAZORPAY_WEBHOOK_SECRET": "test_secret",
+        "NATS_URL": cluster.url,
+        "NATS_STREAM_REPLICAS": "3",
+    }
+    server = LoggedServer(env, log_path=tmp_path / "server.log")
+    recorder = Recorder(notify_at=events // 3)
+    loader = threading.Thread(
+        target=send_all,
+        args=([server.url], deliveries),
+        kwargs={"threads": THREADS, "recorder": recorder},
+        daemon=True,
+    )
+    try:
+        server.start()
+        assert wait_until(
+            lambda: stream_placement(cluster.urls)[1] is not None, deadline_s=30, interval_s=0.2
+        )
+        replicas, leader = stream_placement(cluster.urls)
+        assert replicas == 3 and leader is not None
+        loader.start()
+        assert recorder.reached.wait(60)
+        killed = cluster.member(leader)
+        killed.kill()
+        loader.join(300)
+        lag_after_burst = lag(database_url)
+        # With one server down the other two hold a majority: the backlog drains before it returns.
+        seconds = drained(database_url)
+        _, new_leader = stream_placement(cluster.urls)
+        killed.start()
+        messages = read_stream(killed.url)  # the restarted server answers for the stream too
+    finally:
+        server.stop()
+        cluster.stop()
+    assert recorder.statuses() == {200: events}, "a delivery was not answered 200 while a node was down"
+    assert new_leader not in (None, leader)
+    stored = assert_stream_matches_table(database_url, messages)
+    assert stored == events
+    report(
+        "forward-nats-cluster",
+        events=events,
+        lag_after_burst=lag_after_burst,
+        drain_with_a_node_down_s=f"{seconds:.1f}",
+        leader_before=leader,
+        leader_after=new_leader,
+    )
