@@ -291,6 +291,24 @@ def stored_event(database_url: str, provider: str, event_id: str) -> Event:
 _event_ids = itertools.count(1)
 
 
+def event_row(event_id: str) -> dict[str, Any]:
+    """A captured Razorpay event of a payment of its own, as a row of the events table: for tests that
+    write rows directly, around the writer (the outbox's transactions, the relay's cycles)."""
+    now = datetime.now(UTC)
+    return {
+        "provider": "razorpay",
+        "event_id": event_id,
+        "id_derived": False,
+        "event_type": "payment.captured",
+        "payment_id": f"pay_{event_id}",
+        "status": "captured",
+        "occurred_at": now,
+        "received_at": now,
+        "raw_body": b"{}",
+        "headers": {},
+    }
+
+
 def an_event(**changes: object) -> NormalizedEvent:
     """A normalised event as an adapter gives it, for storing without a delivery; each gets its own
     event id and payment id unless `changes` names them."""

@@ -3,20 +3,17 @@ than one already published. The relay must neither skip it nor publish anything 
 
 import asyncio
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Connection, Engine, insert
 
 from config import Settings
-from database import make_engine
 from forwarding.outbox import Outbox
 from forwarding.relay import Relay
 from models import Event
-from ops import migrate
 from tests.conftest import make_settings
 from tests.forwarding.nats_support import NatsServer, msg_ids, read_stream
+from tests.support import event_row
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -26,29 +23,10 @@ def settings(database_url: str, nats_server: NatsServer) -> Settings:
     return make_settings(database_url, nats_url=nats_server.url)
 
 
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    migrate.upgrade_to_head(settings.database_url)
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
-
-
 def insert_event(connection: Connection, event_id: str) -> int:
-    now = datetime.now(UTC)
-    row = {
-        "provider": "razorpay",
-        "event_id": event_id,
-        "id_derived": False,
-        "event_type": "payment.captured",
-        "payment_id": f"pay_{event_id}",
-        "status": "captured",
-        "occurred_at": now,
-        "received_at": now,
-        "raw_body": b"{}",
-        "headers": {},
-    }
-    row_id: int = connection.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+    row_id: int = connection.execute(
+        insert(Event).values(event_row(event_id)).returning(Event.id)
+    ).scalar_one()
     return row_id
 
 

@@ -3,8 +3,6 @@ without reading, so that the next one carries more; a cycle of a few events is n
 
 import asyncio
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -12,12 +10,11 @@ from nats.js import JetStreamContext
 from sqlalchemy import Engine, insert
 
 from config import Settings
-from database import make_engine
 from forwarding.relay import GATHER_AFTER_EVENTS, Relay
 from models import Event
-from ops import migrate
 from tests.conftest import make_settings
 from tests.forwarding.nats_support import NatsServer
+from tests.support import event_row
 
 GATHER_SECONDS = 2.0
 DEADLINE_SECONDS = 20.0
@@ -34,34 +31,10 @@ def settings(database_url: str, nats_server: NatsServer) -> Settings:
     )
 
 
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    migrate.upgrade_to_head(settings.database_url)
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
-
-
 def store(engine: Engine, event_ids: list[str]) -> None:
     """The events in one transaction, each of a payment of its own (one state message each)."""
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "provider": "razorpay",
-            "event_id": event_id,
-            "id_derived": False,
-            "event_type": "payment.captured",
-            "payment_id": f"pay_{event_id}",
-            "status": "captured",
-            "occurred_at": now,
-            "received_at": now,
-            "raw_body": b"{}",
-            "headers": {},
-        }
-        for event_id in event_ids
-    ]
     with engine.begin() as connection:
-        connection.execute(insert(Event), rows)
+        connection.execute(insert(Event), [event_row(event_id) for event_id in event_ids])
 
 
 async def in_stream(js: JetStreamContext, messages: int) -> float:

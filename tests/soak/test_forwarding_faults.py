@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -20,6 +21,7 @@ from forwarding import outbox
 from models import Event, Payment
 from tests.forwarding.nats_support import NatsCluster, NatsServer, StreamMessage, read_stream
 from tests.live import (
+    Delivery,
     LoggedServer,
     Recorder,
     backend_database,
@@ -34,6 +36,13 @@ from tests.live import (
 pytestmark = pytest.mark.soak
 
 THREADS = 16
+
+
+def loader(urls: list[str], deliveries: list[Delivery], **options: Any) -> threading.Thread:
+    """A thread sending `deliveries` to `urls` from THREADS connections (send_all's `options`)."""
+    return threading.Thread(
+        target=send_all, args=(urls, deliveries), kwargs={"threads": THREADS, **options}, daemon=True
+    )
 
 
 def forward_env(database_url: str, nats: NatsServer, **extra: str) -> dict[str, str]:
@@ -97,17 +106,12 @@ def test_sigkill_mid_burst_every_acknowledged_event_is_in_the_stream_once(
     server = LoggedServer(env, log_path=tmp_path / "before.log").start()
     first = Recorder(notify_at=int(events * 0.4))
     stop = threading.Event()
-    loader = threading.Thread(
-        target=send_all,
-        args=([server.url], deliveries),
-        kwargs={"threads": THREADS, "recorder": first, "stop": stop},
-        daemon=True,
-    )
-    loader.start()
+    sender = loader([server.url], deliveries, recorder=first, stop=stop)
+    sender.start()
     assert first.reached.wait(120)
     server.kill()
     stop.set()
-    loader.join(60)
+    sender.join(60)
     restarted = LoggedServer(env, log_path=tmp_path / "after.log", port=server.port).start()
     try:
         retry = retry_until_acked(
@@ -134,14 +138,9 @@ def test_nats_down_for_ten_seconds_during_a_burst(
     deliveries = razorpay_deliveries(events)
     server = LoggedServer(forward_env(database_url, nats_server), log_path=tmp_path / "server.log").start()
     recorder = Recorder(notify_at=events // 5)
-    loader = threading.Thread(
-        target=send_all,
-        args=([server.url], deliveries),
-        kwargs={"threads": THREADS, "recorder": recorder},
-        daemon=True,
-    )
+    sender = loader([server.url], deliveries, recorder=recorder)
     try:
-        loader.start()
+        sender.start()
         assert recorder.reached.wait(60)
         nats_server.stop()
         down_at = time.monotonic()
@@ -151,7 +150,7 @@ def test_nats_down_for_ten_seconds_during_a_burst(
             time.sleep(0.5)  # the outage's length, sampling /readyz meanwhile
         peak_lag = lag(database_url)
         nats_server.start()
-        loader.join(300)
+        sender.join(300)
         seconds = drained(database_url)
         metrics = requests.get(server.url + "/metrics", timeout=10).text
     finally:
@@ -243,18 +242,13 @@ def test_two_instances_one_killed_the_other_publishes_the_rest_exactly_once(
             (survivor,) = [s for s in servers if s is not publisher]
             first = Recorder(notify_at=events // 3)
             stop = threading.Event()
-            loader = threading.Thread(
-                target=send_all,
-                args=([s.url for s in servers], deliveries),
-                kwargs={"threads": THREADS, "recorder": first, "stop": stop},
-                daemon=True,
-            )
-            loader.start()
+            sender = loader([s.url for s in servers], deliveries, recorder=first, stop=stop)
+            sender.start()
             assert first.reached.wait(120)
             publisher.kill()
             killed_at = time.monotonic()
             stop.set()
-            loader.join(60)
+            sender.join(60)
             assert wait_until(lambda: relay_pid(database_url) == survivor.pid, deadline_s=30)
             takeover = time.monotonic() - killed_at
             retry = retry_until_acked(
@@ -308,12 +302,7 @@ def test_a_three_node_cluster_losing_the_streams_leader_mid_burst_keeps_every_ev
     }
     server = LoggedServer(env, log_path=tmp_path / "server.log")
     recorder = Recorder(notify_at=events // 3)
-    loader = threading.Thread(
-        target=send_all,
-        args=([server.url], deliveries),
-        kwargs={"threads": THREADS, "recorder": recorder},
-        daemon=True,
-    )
+    sender = loader([server.url], deliveries, recorder=recorder)
     try:
         server.start()
         assert wait_until(
@@ -321,11 +310,11 @@ def test_a_three_node_cluster_losing_the_streams_leader_mid_burst_keeps_every_ev
         )
         replicas, leader = stream_placement(cluster.urls)
         assert replicas == 3 and leader is not None
-        loader.start()
+        sender.start()
         assert recorder.reached.wait(60)
         killed = cluster.member(leader)
         killed.kill()
-        loader.join(300)
+        sender.join(300)
         lag_after_burst = lag(database_url)
         # With one server down the other two hold a majority: the backlog drains before it returns.
         seconds = drained(database_url)
