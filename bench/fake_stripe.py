@@ -5,8 +5,8 @@ one line and serves until its standard input closes.
 
 Its events do not change while it serves, so the events a set of filters selects is worked out once,
 at the first page, not again for every page: the tests' fake sorts and filters every event per request,
-which cost this machine's two cores half a CPU-second per run of 10,000 events, work that a provider's
-API does on its own machines and that live ingest does not compete with there."""
+CPU taken from the cores that what is measured runs on (BENCHMARKS.md, "Recovery"), where a provider's
+API does that work on its own machines."""
 
 import sys
 from functools import cache

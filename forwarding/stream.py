@@ -192,7 +192,9 @@ class Publisher:
             async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
                 await batch.done
         except (TimeoutError, nats.errors.Error) as exc:
-            unanswered = [m for m, ack in zip(messages[:sent], batch.acks, strict=False) if ack is None]
+            # Those sent (and the one whose sending failed) that no acknowledgement answered.
+            tried = messages[: sent + 1]
+            unanswered = [m for m, ack in zip(tried, batch.acks, strict=False) if ack is None]
             outcomes.failures.extend((message.kind, exc) for message in unanswered or messages[:1])
             return outcomes
         finally:
