@@ -223,6 +223,9 @@ class Settings(BaseSettings):
     # How often the dispatcher looks for work besides being woken (another instance's commits, a
     # pause or replay made by another process).
     destinations_poll_seconds: float = Field(default=1.0, gt=0)
+    # The workers that send run in the service process; false when `python -m cli destinations run`
+    # runs them elsewhere (the service still writes the filters, so that its commits owe events).
+    destinations_in_process: bool = True
 
     @field_validator(
         "razorpay_webhook_secret",

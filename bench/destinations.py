@@ -1,7 +1,8 @@
 """Destinations, measured: `python -m bench.destinations [--database postgresql|sqlite] [--quick]`.
 
-1. Ingest with no destinations, and with two (a healthy local receiver and one that is down), side by
-   side (the same wrk load, alternating, two rounds each).
+1. Ingest with no destinations, and with two (a healthy local receiver and one that is down) delivered
+   by the service or by `python -m cli destinations run` beside it, side by side (the same wrk load,
+   alternating, two rounds each), with the CPU each process group spent during the load.
 2. Delivery rate to a healthy local receiver: events stored while the destination is paused, then the
    rate at which they arrive once it is resumed.
 3. The time from our 2xx to the receiver's receipt, at a paced 500 deliveries/s.
@@ -11,7 +12,10 @@ Each run has its own database; the receiver is an asyncio HTTP/1.1 server in thi
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +28,7 @@ import yaml
 from bench import payloads, wrk
 from bench.databases import fresh
 from bench.forwarding import cpu_by_group
-from bench.servers import OURS, Server, free_port
+from bench.servers import OURS, ROOT, Server, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
 TOKEN = "bench_token"
@@ -105,34 +109,59 @@ def env_for(database_url: str, destinations: Path | None) -> dict[str, str]:
     return env
 
 
+# How destinations run in an ingest round: none configured, delivered by the service, or by `python -m
+# cli destinations run` beside it (DESTINATIONS_IN_PROCESS=false on the service).
+MODES = ("none", "service", "apart")
+
+
 def ingest_round(
-    kind: str, folder: Path, *, with_destinations: bool, tag: str, budget_s: float
+    kind: str, folder: Path, *, mode: str, tag: str, budget_s: float
 ) -> tuple[float, dict[str, float]]:
-    """wrk's rate, and the CPU seconds each process group spent during the load: the service, PostgreSQL,
-    the receiver (this process), and the machine's idle time."""
-    receiver = Receiver().start() if with_destinations else None
+    """wrk's rate, and the CPU seconds each process group spent during the load: the service, the
+    workers apart, PostgreSQL, the receiver (this process), and the machine's idle time."""
+    receiver = Receiver().start() if mode != "none" else None
     try:
         path = None
         if receiver is not None:
             path = destinations_file(folder, healthy=receiver.url, down=True, max_in_flight=8)
-        with (
-            fresh(kind, folder, tag) as database,
-            Server(OURS, workers=1, env=env_for(database.url, path), log_path=folder / f"{tag}.log") as srv,
-        ):
-            srv.wait_ready()
-            deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
-            requests = [payloads.webhook_request(d) for d in deliveries]
-            before, receiver_before = cpu_by_group(srv, None), time.process_time()
-            result = wrk.run(
-                url=srv.url, requests=requests, connections=32, budget_s=budget_s, workdir=folder
-            )
-            after, receiver_after = cpu_by_group(srv, None), time.process_time()
-            cpu = {name: after[name] - before[name] for name in ("service", "postgres", "idle")}
-            cpu["receiver"] = receiver_after - receiver_before
-            return result.rps, cpu
+        with fresh(kind, folder, tag) as database:
+            env = env_for(database.url, path)
+            if mode == "apart":
+                env["DESTINATIONS_IN_PROCESS"] = "false"
+            with Server(OURS, workers=1, env=env, log_path=folder / f"{tag}.log") as srv:
+                srv.wait_ready()
+                workers = start_workers(env, folder / f"workers-{tag}.log") if mode == "apart" else None
+                try:
+                    deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
+                    requests = [payloads.webhook_request(d) for d in deliveries]
+                    before, receiver_before = cpu_by_group(srv, workers), time.process_time()
+                    result = wrk.run(
+                        url=srv.url, requests=requests, connections=32, budget_s=budget_s, workdir=folder
+                    )
+                    after, receiver_after = cpu_by_group(srv, workers), time.process_time()
+                finally:
+                    if workers is not None:  # before its database is dropped
+                        workers.terminate()
+                        workers.wait(15)
+        cpu = {name: after[name] - before[name] for name in ("service", "relay", "postgres", "idle")}
+        cpu["workers"] = cpu.pop("relay")
+        cpu["receiver"] = receiver_after - receiver_before
+        return result.rps, cpu
     finally:
         if receiver is not None:
             receiver.stop()
+
+
+def start_workers(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m cli destinations run` with the service's environment, its output to `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "destinations", "run"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def post_all(url: str, count: int, *, tag: str, rate: float | None, acked: dict[str, float]) -> None:
@@ -223,25 +252,23 @@ def main() -> None:
         if "ingest" in parts:
             rounds = 1 if args.quick else 2
             budget = 3.0 if args.quick else 10.0
-            without: list[float] = []
-            with_two: list[float] = []
+            rates: dict[str, list[float]] = {mode: [] for mode in MODES}
             for n in range(rounds):
-                for rates, configured in ((without, False), (with_two, True)):
+                for mode in MODES:
                     rate, cpu = ingest_round(
-                        args.database,
-                        folder,
-                        with_destinations=configured,
-                        tag=f"{configured}{n}",
-                        budget_s=budget,
+                        args.database, folder, mode=mode, tag=f"{mode}{n}", budget_s=budget
                     )
-                    rates.append(rate)
-                    spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
-                    which = "two destinations" if configured else "none"
-                    print(f"ingest {args.database}, {which}: {rate:.0f}/s; CPU: {spent}")
-            off, on = statistics.median(without), statistics.median(with_two)
+                    rates[mode].append(rate)
+                    spent = ", ".join(
+                        f"{name} {seconds:.1f} s" for name, seconds in cpu.items() if seconds > 0.05
+                    )
+                    print(f"ingest {args.database}, destinations {mode}: {rate:.0f}/s; CPU: {spent}")
+            none = statistics.median(rates["none"])
+            service, apart = statistics.median(rates["service"]), statistics.median(rates["apart"])
             print(
-                f"ingest {args.database}: none {off:.0f}/s, "
-                f"two destinations (one down) {on:.0f}/s: {on / off:.2f}x"
+                f"ingest {args.database}: none {none:.0f}/s; two destinations (one down) delivered by the "
+                f"service {service:.0f}/s, {service / none:.2f}x; by `cli destinations run` {apart:.0f}/s, "
+                f"{apart / none:.2f}x"
             )
         if "rate" in parts:
             per_second, delivered = delivery_rate(

@@ -14,31 +14,36 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from config import get_settings
+from config import Settings, get_settings
 from database import make_engine
 from errors import DestinationsFileInvalid
 from ops.arguments import utc_time
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
-
     from destinations.file import Destination
 
 Handler = Callable[[argparse.Namespace, "Connection", dict[str, "Destination"]], int]
 
 
+def _declared(settings: Settings) -> dict[str, Destination] | None:
+    """DESTINATIONS_FILE's destinations by name; None, having said why, when there are none to use."""
+    from destinations import file
+
+    if not settings.destinations_file:
+        print("destinations: DESTINATIONS_FILE is not set: no destinations", file=sys.stderr)
+        return None
+    try:
+        return {d.name: d for d in file.load(settings.destinations_file)}
+    except DestinationsFileInvalid as exc:
+        print(f"destinations: {exc}", file=sys.stderr)
+        return None
+
+
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from destinations import file
-
         settings = get_settings()
-        if not settings.destinations_file:
-            print("destinations: DESTINATIONS_FILE is not set: no destinations", file=sys.stderr)
-            return 2
-        try:
-            declared = {d.name: d for d in file.load(settings.destinations_file)}
-        except DestinationsFileInvalid as exc:
-            print(f"destinations: {exc}", file=sys.stderr)
+        if (declared := _declared(settings)) is None:
             return 2
         name = getattr(args, "name", None)
         if name is not None and name not in declared:
@@ -140,6 +145,26 @@ def _pause(paused: bool) -> Handler:
     return run
 
 
+def run_workers(_: argparse.Namespace) -> int:
+    """Deliver to the destinations from this process (the service with DESTINATIONS_IN_PROCESS=false),
+    until SIGTERM or Ctrl+C."""
+    import asyncio
+
+    from destinations.dispatcher import run_alone
+
+    settings = get_settings()
+    if (declared := _declared(settings)) is None:
+        return 2
+    engine = make_engine(settings)
+    try:
+        asyncio.run(
+            run_alone(engine, list(declared.values()), poll_seconds=settings.destinations_poll_seconds)
+        )
+    finally:
+        engine.dispose()
+    return 0
+
+
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "destinations",
@@ -167,6 +192,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     command.add_argument("--status")
     command.add_argument("--dead-only", action="store_true", help="only events that went dead")
     command.set_defaults(handler=_run(replay))
+    actions.add_parser(
+        "run", help="deliver from this process (the service runs with DESTINATIONS_IN_PROCESS=false)"
+    ).set_defaults(handler=run_workers)
     for action, paused in (("pause", True), ("resume", False)):
         command = actions.add_parser(action, help=f"{action} deliveries to a destination")
         command.add_argument("name")

@@ -10,6 +10,7 @@ instance's writer owes its own events; only the leader's workers send.
 import asyncio
 import contextlib
 import logging
+import signal
 from datetime import UTC, datetime
 from typing import Final
 
@@ -30,8 +31,13 @@ STOP_WAIT_SECONDS: Final = 10.0
 
 
 class Dispatcher:
-    def __init__(self, engine: Engine, destinations: list[Destination], *, poll_seconds: float) -> None:
+    def __init__(
+        self, engine: Engine, destinations: list[Destination], *, poll_seconds: float, deliver: bool = True
+    ) -> None:
+        """`deliver`: False in a service whose deliveries `python -m cli destinations run` sends: it
+        writes the filters at start-up and sends nothing."""
         self._engine = engine
+        self._deliver = deliver
         self._destinations = destinations
         self._poll_seconds = poll_seconds
         self._lock = Outbox(engine, stream=LOCK_STREAM, raw_body=False, lock_name="destinations-lock")
@@ -62,7 +68,8 @@ class Dispatcher:
         """Write the filters (from now on every commit is owed as the file says) and the destinations'
         rows, before the first delivery is taken."""
         await asyncio.to_thread(self._prepare)
-        self._task = asyncio.create_task(self._run(), name="destinations-leader")
+        if self._deliver:
+            self._task = asyncio.create_task(self._run(), name="destinations-leader")
 
     def _prepare(self) -> None:
         with self._engine.begin() as connection:
@@ -151,3 +158,18 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
         self._wake.clear()
+
+
+async def run_alone(engine: Engine, destinations: list[Destination], *, poll_seconds: float) -> None:
+    """The dispatcher in a process of its own (`python -m cli destinations run`), until SIGTERM or
+    SIGINT. No commit of this process wakes its workers: they find new events within `poll_seconds`."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    dispatcher = Dispatcher(engine, destinations, poll_seconds=poll_seconds)
+    await dispatcher.start()
+    try:
+        await stop.wait()
+    finally:
+        await dispatcher.stop()

@@ -27,7 +27,12 @@ class Destinations:
         names = [destination.name for destination in destinations]
         metrics.initialise(names)
         SCRAPE_COLLECTORS["destination_backlog"] = partial(metrics.Backlog, names=names)
-        dispatcher = Dispatcher(engine, destinations, poll_seconds=settings.destinations_poll_seconds)
+        dispatcher = Dispatcher(
+            engine,
+            destinations,
+            poll_seconds=settings.destinations_poll_seconds,
+            deliver=settings.destinations_in_process,
+        )
         return cls(destinations, dispatcher)
 
     def wake(self) -> None:

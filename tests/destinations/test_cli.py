@@ -1,5 +1,9 @@
 """`python -m cli destinations ...`: the API's reads and actions as commands."""
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,7 +13,7 @@ from fastapi.testclient import TestClient
 
 import cli
 from config import get_settings
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 from tests.destinations.conftest import destination, post, states, wait_for
 from tests.destinations.receiver import Receiver
 
@@ -63,4 +67,32 @@ def test_list_dead_replay_pause_resume_and_attempts(
     )
     assert cli.main(["destinations", "resume", "orders"]) == 0
     wait_for(lambda: states(database_url) == {("orders", event_id): "delivered"})
+    assert [r.webhook_id for r in receiver.delivered()] == [f"razorpay:{event_id}"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_deliveries_run_apart_when_the_service_does_not_send(
+    client_factory: Callable[..., TestClient],
+    receivers: Callable[..., Receiver],
+    destinations_file: Path,
+    database_url: str,
+) -> None:
+    receiver = receivers()
+    destinations_file.write_text(yaml.safe_dump({"destinations": [destination("orders", receiver.url)]}))
+    client = client_factory(destinations_file=str(destinations_file), destinations_in_process=False)
+    event_id = post(client, payment_id="pay_apart")
+    # The service owes the event (its filters are written at start-up) and sends nothing itself.
+    wait_for(lambda: states(database_url) == {("orders", event_id): "pending"})
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DESTINATIONS_FILE": str(destinations_file),
+        "DESTINATIONS_POLL_SECONDS": "0.1",
+    }
+    workers = subprocess.Popen([sys.executable, "-m", "cli", "destinations", "run"], cwd=ROOT, env=env)
+    try:
+        wait_for(lambda: states(database_url) == {("orders", event_id): "delivered"})
+    finally:
+        workers.send_signal(signal.SIGTERM)
+        assert workers.wait(15) == 0
     assert [r.webhook_id for r in receiver.delivered()] == [f"razorpay:{event_id}"]
