@@ -21,6 +21,7 @@ from ops.arguments import utc_time
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+
     from destinations.file import Destination
 
 Handler = Callable[[argparse.Namespace, "Connection", dict[str, "Destination"]], int]
