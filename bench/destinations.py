@@ -12,10 +12,7 @@ Each run has its own database; the receiver is an asyncio HTTP/1.1 server in thi
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +24,8 @@ import yaml
 
 from bench import payloads, wrk
 from bench.databases import fresh
-from bench.forwarding import cpu_by_group
-from bench.servers import OURS, ROOT, Server, free_port
+from bench.forwarding import cpu_by_group, start_command
+from bench.servers import OURS, Server, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
 TOKEN = "bench_token"
@@ -130,7 +127,9 @@ def ingest_round(
                 env["DESTINATIONS_IN_PROCESS"] = "false"
             with Server(OURS, workers=1, env=env, log_path=folder / f"{tag}.log") as srv:
                 srv.wait_ready()
-                workers = start_workers(env, folder / f"workers-{tag}.log") if mode == "apart" else None
+                workers = None
+                if mode == "apart":
+                    workers = start_command(["destinations", "run"], env, folder / f"workers-{tag}.log")
                 try:
                     deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
                     requests = [payloads.webhook_request(d) for d in deliveries]
@@ -150,18 +149,6 @@ def ingest_round(
     finally:
         if receiver is not None:
             receiver.stop()
-
-
-def start_workers(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m cli destinations run` with the service's environment, its output to `log_path`."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli", "destinations", "run"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def post_all(url: str, count: int, *, tag: str, rate: float | None, acked: dict[str, float]) -> None:

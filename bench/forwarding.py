@@ -140,7 +140,7 @@ def ingest_round(kind: str, folder: Path, *, mode: str, tag: str) -> IngestRound
             with Server(OURS, workers=1, env=env, log_path=folder / f"{tag}.log") as server:
                 server.wait_ready()
                 if mode == "apart":
-                    relay = start_relay(env, folder / f"relay-{tag}.log")
+                    relay = start_command(["relay"], env, folder / f"relay-{tag}.log")
                 deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
                 requests = [payloads.webhook_request(d) for d in deliveries]
                 before = cpu_by_group(server, relay)
@@ -157,11 +157,12 @@ def ingest_round(kind: str, folder: Path, *, mode: str, tag: str) -> IngestRound
                 broker.stop()
 
 
-def start_relay(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m cli relay` with the service's environment, its output to `log_path`."""
+def start_command(arguments: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m cli {arguments}` with the service's environment, its output to `log_path`: the relay
+    (`relay`), or destinations' workers (`destinations run`), apart from the service."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "cli", "relay"],
+            [sys.executable, "-m", "cli", *arguments],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,
@@ -185,7 +186,7 @@ def latency(
             with Server(OURS, workers=1, env=env, log_path=folder / "lat.log") as srv:
                 srv.wait_ready()
                 if separate_relay:
-                    relay = start_relay(env, folder / "relay.log")
+                    relay = start_command(["relay"], env, folder / "relay.log")
                 return forward_latency.measure(srv.url, broker.url, folder, rate=rate, seconds=seconds)
         finally:
             if relay is not None:

@@ -10,7 +10,6 @@ instance's writer owes its own events; only the leader's workers send.
 import asyncio
 import contextlib
 import logging
-import signal
 from datetime import UTC, datetime
 from typing import Final
 
@@ -21,6 +20,7 @@ from destinations import attempts, filters
 from destinations.file import Destination
 from destinations.worker import Worker
 from forwarding.outbox import Outbox
+from ops.signals import until_stopped
 
 logger = logging.getLogger("webhooks.destinations")
 
@@ -163,13 +163,9 @@ class Dispatcher:
 async def run_alone(engine: Engine, destinations: list[Destination], *, poll_seconds: float) -> None:
     """The dispatcher in a process of its own (`python -m cli destinations run`), until SIGTERM or
     SIGINT. No commit of this process wakes its workers: they find new events within `poll_seconds`."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     dispatcher = Dispatcher(engine, destinations, poll_seconds=poll_seconds)
     await dispatcher.start()
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await dispatcher.stop()

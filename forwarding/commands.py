@@ -1,7 +1,6 @@
 """What `python -m cli relay` and `python -m cli republish` run."""
 
 import asyncio
-import signal
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -12,20 +11,17 @@ from forwarding.outbox import event_columns, stored_event
 from forwarding.relay import Relay
 from forwarding.stream import Outcomes, Publisher, connect, ensure_stream
 from models import Event
+from ops.signals import until_stopped
 
 REPUBLISH_CHUNK = 1000
 
 
 async def run_relay(engine: Engine, settings: Settings) -> None:
     """The relay on its own, until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     relay = Relay(engine, settings)
     await relay.start()
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await relay.stop()
 
