@@ -6,6 +6,8 @@
 2. Delivery rate to a healthy local receiver: events stored while the destination is paused, then the
    rate at which they arrive once it is resumed.
 3. The time from our 2xx to the receiver's receipt, at a paced 500 deliveries/s.
+4. (`--parts due`, not run by default) How long the worker's read of what is due takes for a
+   destination that has fallen behind by a backlog of events, with a read-ahead already claimed.
 Each run has its own database; the receiver is an asyncio HTTP/1.1 server in this process that answers
 200 at once and notes when each webhook-id arrived.
 """
@@ -16,16 +18,24 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import requests
 import yaml
+from sqlalchemy import create_engine, insert
 
 from bench import payloads, wrk
 from bench.databases import fresh
 from bench.forwarding import cpu_by_group, start_command
 from bench.servers import OURS, Server, free_port
+from database import normalise_url
+from destinations import attempts, filters
+from destinations.file import Destination
+from destinations.worker import READ_AHEAD
+from models import Event
+from ops import migrate
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
 TOKEN = "bench_token"
@@ -113,9 +123,10 @@ MODES = ("none", "service", "apart")
 
 def ingest_round(
     kind: str, folder: Path, *, mode: str, tag: str, budget_s: float
-) -> tuple[float, dict[str, float]]:
-    """wrk's rate, and the CPU seconds each process group spent during the load: the service, the
-    workers apart, PostgreSQL, the receiver (this process), and the machine's idle time."""
+) -> tuple[float, dict[str, float], int]:
+    """wrk's rate; the CPU seconds each process group spent during the load: the service, the workers
+    apart, PostgreSQL, the receiver (this process), and the machine's idle time; and how many events
+    had reached the healthy receiver when the load ended."""
     receiver = Receiver().start() if mode != "none" else None
     try:
         path = None
@@ -138,6 +149,7 @@ def ingest_round(
                         url=srv.url, requests=requests, connections=32, budget_s=budget_s, workdir=folder
                     )
                     after, receiver_after = cpu_by_group(srv, workers), time.process_time()
+                    arrived = len(receiver.arrived) if receiver is not None else 0
                 finally:
                     if workers is not None:  # before its database is dropped
                         workers.terminate()
@@ -145,7 +157,7 @@ def ingest_round(
         cpu = {name: after[name] - before[name] for name in ("service", "relay", "postgres", "idle")}
         cpu["workers"] = cpu.pop("relay")
         cpu["receiver"] = receiver_after - receiver_before
-        return result.rps, cpu
+        return result.rps, cpu, arrived
     finally:
         if receiver is not None:
             receiver.stop()
@@ -227,6 +239,58 @@ def latency(kind: str, folder: Path, *, rate: int, seconds: int) -> list[float]:
     return [receiver.arrived[key] - at for key, at in acked.items() if key in receiver.arrived]
 
 
+def due_reads(kind: str, folder: Path, *, backlog: int, reads: int) -> list[float]:
+    """Seconds each of `reads` reads of what is due takes (attempts.due, as the worker calls it) for a
+    destination owed `backlog` events, one payment each, with the first READ_AHEAD of them claimed, as
+    they are while the worker sends the read before. The events are stored through the trigger that
+    owes them, to it and to a second destination, and the planner's statistics refreshed as the
+    dispatcher refreshes them; nothing is sent, so every read finds the same rows."""
+    declared = [
+        Destination.model_validate({"name": name, "url": "http://127.0.0.1:9/x", "secret": SECRET})
+        for name in ("healthy", "down")
+    ]
+    with fresh(kind, folder, "due") as database:
+        migrate.upgrade_to_head(database.url)
+        engine = create_engine(normalise_url(database.url))
+        try:
+            now = datetime.now(UTC)
+            with engine.begin() as connection:
+                filters.write(connection, declared)
+                rows = [
+                    {
+                        "provider": "razorpay",
+                        "event_id": f"evt_due_{n}",
+                        "event_type": "payment.captured",
+                        "payment_id": f"pay_due_{n}",
+                        "status": "captured",
+                        "occurred_at": now,
+                        "received_at": now,
+                        "raw_body": b"{}",
+                        "headers": {},
+                    }
+                    for n in range(backlog)
+                ]
+                connection.execute(insert(Event), rows)
+            with engine.begin() as connection:
+                attempts.refresh_statistics(connection)
+            healthy = declared[0]
+            with engine.connect() as connection:
+                first, _ = attempts.due(connection, healthy, now=datetime.now(UTC), limit=READ_AHEAD)
+                claimed = [item.delivery_id for item in first]
+                timings = []
+                for _ in range(reads):
+                    started = time.perf_counter()
+                    due, _ = attempts.due(
+                        connection, healthy, now=datetime.now(UTC), limit=READ_AHEAD, claimed=claimed
+                    )
+                    timings.append(time.perf_counter() - started)
+                    connection.rollback()
+                    assert len(due) == READ_AHEAD and not set(claimed) & {d.delivery_id for d in due}
+            return timings
+        finally:
+            engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
@@ -242,14 +306,17 @@ def main() -> None:
             rates: dict[str, list[float]] = {mode: [] for mode in MODES}
             for n in range(rounds):
                 for mode in MODES:
-                    rate, cpu = ingest_round(
+                    rate, cpu, arrived = ingest_round(
                         args.database, folder, mode=mode, tag=f"{mode}{n}", budget_s=budget
                     )
                     rates[mode].append(rate)
                     spent = ", ".join(
                         f"{name} {seconds:.1f} s" for name, seconds in cpu.items() if seconds > 0.05
                     )
-                    print(f"ingest {args.database}, destinations {mode}: {rate:.0f}/s; CPU: {spent}")
+                    received = f"; {arrived} received by the healthy destination" if mode != "none" else ""
+                    print(
+                        f"ingest {args.database}, destinations {mode}: {rate:.0f}/s; CPU: {spent}{received}"
+                    )
             none = statistics.median(rates["none"])
             service, apart = statistics.median(rates["service"]), statistics.median(rates["apart"])
             print(
@@ -273,6 +340,16 @@ def main() -> None:
                 print(
                     f"latency {args.database} at 500/s: {len(waits)} events, 2xx -> receipt "
                     f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {waits[-1] * 1000:.1f} ms"
+                )
+        if "due" in parts:
+            for backlog in (1_000, 30_000) if args.quick else (1_000, 30_000, 100_000):
+                timings = sorted(
+                    due_reads(args.database, folder, backlog=backlog, reads=5 if args.quick else 20)
+                )
+                print(
+                    f"due read {args.database}, {backlog} events owed: median "
+                    f"{statistics.median(timings) * 1000:.1f} ms, slowest {timings[-1] * 1000:.1f} ms "
+                    f"({len(timings)} reads of {READ_AHEAD})"
                 )
 
 

@@ -4,7 +4,7 @@ are owed by a trigger as they are stored: destinations/filters.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ColumnClause,
+    ColumnElement,
     Connection,
     Executable,
     Float,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    all_,
     bindparam,
     func,
     literal_column,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from destinations.file import Destination
@@ -124,7 +127,21 @@ def is_paused(connection: Connection, name: str) -> bool:
 Candidates = Select[int, int, int, datetime, int, datetime]
 
 
-def _candidates(destination: Destination, *, claimed: Iterable[int]) -> Candidates:
+def _not_claimed(dialect_name: str, claimed: Iterable[int]) -> ColumnElement[bool]:
+    """The delivery is not one of `claimed`, as one parameter (an array on PostgreSQL, a JSON array on
+    SQLite): the statement's text stays the same however many are claimed, so the driver parses it
+    once, where a list expanded into one parameter each was a new statement at every read."""
+    ids = sorted(claimed)
+    owed_id = DestinationDelivery.id
+    if dialect_name == "postgresql":
+        return owed_id != all_(bindparam("claimed", ids, type_=ARRAY(BigInteger)))
+    listed: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam("claimed", orjson.dumps(ids).decode(), type_=String()))
+    )
+    return owed_id.not_in(listed.scalar_subquery())
+
+
+def _candidates(dialect_name: str, destination: Destination, *, claimed: Collection[int]) -> Candidates:
     """The destination's pending deliveries that may be sent when their time comes: not claimed by the
     worker already and, with ordering on, each payment's earliest owed event only (later ones wait until
     it is delivered or dead). Both partial indexes of the pending rows serve it.
@@ -138,9 +155,8 @@ def _candidates(destination: Destination, *, claimed: Iterable[int]) -> Candidat
     query = select(
         owed.id, owed.attempts, owed.round_attempts, owed.queued_at, owed.event_row_id, owed.next_attempt_at
     ).where(owed.destination == destination.name, owed.state == PENDING_SQL)
-    skip = sorted(claimed)
-    if skip:
-        query = query.where(owed.id.not_in(skip))
+    if claimed:
+        query = query.where(_not_claimed(dialect_name, claimed))
     if destination.ordered:
         earlier = aliased(DestinationDelivery)
         first_owed = (
@@ -157,7 +173,12 @@ def _candidates(destination: Destination, *, claimed: Iterable[int]) -> Candidat
             .scalar_subquery()
         )
         # A payment-less event waits for nothing: its subquery finds no row, and coalesce lets it through.
-        query = query.where(owed.id == func.coalesce(first_owed, owed.id))
+        # `<=` means `==` here (the payment's first pending id is never above a pending row's own), but
+        # PostgreSQL guesses an inequality passes a third of the rows where it guesses an equality with
+        # an expression passes 0.5%: with that guess it walks the due index in order and stops at the
+        # limit, instead of reading every due row of the destination and sorting them
+        # (BENCHMARKS.md, "Destinations").
+        query = query.where(owed.id <= func.coalesce(first_owed, owed.id))
     return query
 
 
@@ -167,14 +188,14 @@ def due(
     *,
     now: datetime,
     limit: int,
-    claimed: Iterable[int] = (),
+    claimed: Collection[int] = (),
 ) -> tuple[list[Due], int]:
     """Up to `limit` deliveries to send now, oldest retry time first, with their events (read after the
     deliveries are chosen); and how many were given up because their event is gone (the caller
     commits)."""
     owed = DestinationDelivery
     chosen = (
-        _candidates(destination, claimed=claimed)
+        _candidates(connection.dialect.name, destination, claimed=claimed)
         .where(owed.next_attempt_at <= now)
         .order_by(owed.next_attempt_at, owed.id)
         .limit(limit)
@@ -212,11 +233,15 @@ def give_up(connection: Connection, delivery_ids: list[int], *, now: datetime) -
 
 
 def next_due_at(
-    connection: Connection, destination: Destination, *, claimed: Iterable[int] = ()
+    connection: Connection, destination: Destination, *, claimed: Collection[int] = ()
 ) -> datetime | None:
     """When the next delivery that is not waiting behind another becomes due (to sleep until then)."""
     owed = DestinationDelivery
-    query = _candidates(destination, claimed=claimed).order_by(owed.next_attempt_at, owed.id).limit(1)
+    query = (
+        _candidates(connection.dialect.name, destination, claimed=claimed)
+        .order_by(owed.next_attempt_at, owed.id)
+        .limit(1)
+    )
     row = connection.execute(query).first()
     return None if row is None else row.next_attempt_at
 

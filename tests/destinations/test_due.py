@@ -2,14 +2,17 @@
 each payment's earliest owed event and nothing behind it, events without a payment never held back,
 and on PostgreSQL the deliveries table's statistics kept fresh once a backlog has grown."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import Engine, create_engine, event, text, update
 
 from database import normalise_url
 from destinations import attempts
 from destinations.file import Destination
+from destinations.worker import READ_AHEAD
 from models import DestinationDelivery
 from tests.destinations.conftest import AUTH, SECRET, destination, post, states, wait_for
 from tests.destinations.test_delivery import AppWith, Receivers
@@ -89,3 +92,57 @@ def test_the_dispatcher_refreshes_the_deliveries_tables_statistics_once_it_has_g
             assert attempts.statistics_stale(connection) is False
     finally:
         engine.dispose()
+
+
+def test_on_postgresql_the_due_read_stops_at_its_limit_however_large_the_backlog(
+    database_url: str, migrated_engine: Engine
+) -> None:
+    """The read walks the due index in order and stops once it has `limit` rows, rather than reading
+    every due row of the destination and sorting them: the plan PostgreSQL chose when it guessed that
+    few rows pass the per-payment test, which made each read cost as much as the whole backlog."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL plan")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        statements.append((statement, parameters))
+
+    with migrated_engine.begin() as connection:
+        # Two destinations each 20,000 events behind, of as many payments, all due, oldest first.
+        connection.execute(
+            text(
+                """
+                INSERT INTO destination_deliveries (destination, event_row_id, provider, event_id,
+                    payment_id, state, attempts, round_attempts, queued_at, next_attempt_at, updated_at)
+                SELECT d.name, n, 'razorpay', 'evt_' || n, 'pay_' || n, 'pending', 0, 0,
+                    now(), now() - make_interval(secs => 20000 - n), now()
+                FROM generate_series(1, 20000) AS n CROSS JOIN (VALUES ('orders'), ('ledger')) AS d(name)
+                """
+            )
+        )
+        attempts.refresh_statistics(connection)
+    orders = Destination(name="orders", url="http://127.0.0.1:9/hooks", secret=SECRET)
+    limit = READ_AHEAD
+    with migrated_engine.connect() as connection:
+        event.listen(connection, "before_cursor_execute", capture)
+        attempts.due(connection, orders, now=datetime.now(UTC), limit=limit, claimed=range(1, READ_AHEAD + 1))
+        event.remove(connection, "before_cursor_execute", capture)
+        connection.rollback()  # no event is stored for these deliveries: the read gave them up
+        statement, parameters = next(each for each in statements if "destination_deliveries" in each[0])
+        plan = connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
+        ).scalar_one()
+    scans = [
+        node for node in _nodes(plan[0]["Plan"]) if node.get("Relation Name") == "destination_deliveries"
+    ]
+    assert scans
+    # The claimed are passed over on the way; the per-payment probes (subplans) are not counted.
+    assert all(node["Actual Rows"] <= limit for node in scans)
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A plan's nodes, without the subplans under them."""
+    yield node
+    for child in node.get("Plans", []):
+        if child.get("Parent Relationship") != "SubPlan":
+            yield from _nodes(child)
