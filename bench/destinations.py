@@ -1,8 +1,9 @@
 """Destinations, measured: `python -m bench.destinations [--database postgresql|sqlite] [--quick]`.
 
 1. Ingest with no destinations, and with two (a healthy local receiver and one that is down) delivered
-   by the service or by `python -m cli destinations run` beside it, side by side (the same wrk load,
-   alternating, two rounds each), with the CPU each process group spent during the load.
+   by the service, by `python -m cli destinations run` beside it, or owed only (the healthy one
+   paused), side by side (the same wrk load, alternating, two rounds each), with the CPU each process
+   group spent during the load.
 2. Delivery rate to a healthy local receiver: events stored while the destination is paused, then the
    rate at which they arrive once it is resumed.
 3. The time from our 2xx to the receiver's receipt, at a paced 500 deliveries/s.
@@ -116,9 +117,11 @@ def env_for(database_url: str, destinations: Path | None) -> dict[str, str]:
     return env
 
 
-# How destinations run in an ingest round: none configured, delivered by the service, or by `python -m
-# cli destinations run` beside it (DESTINATIONS_IN_PROCESS=false on the service).
-MODES = ("none", "service", "apart")
+# How destinations run in an ingest round: none configured; delivered by the service; by `python -m
+# cli destinations run` beside it (DESTINATIONS_IN_PROCESS=false on the service); or owed only, the
+# healthy destination paused before the load (what owing every event to two destinations costs ingest,
+# with nothing sent).
+MODES = ("none", "service", "apart", "paused")
 
 
 def ingest_round(
@@ -138,15 +141,18 @@ def ingest_round(
                 env["DESTINATIONS_IN_PROCESS"] = "false"
             with Server(OURS, workers=1, env=env, log_path=folder / f"{tag}.log") as srv:
                 srv.wait_ready()
+                if mode == "paused":
+                    answer = requests.post(srv.url + "/destinations/healthy/pause", headers=AUTH, timeout=10)
+                    answer.raise_for_status()
                 workers = None
                 if mode == "apart":
                     workers = start_command(["destinations", "run"], env, folder / f"workers-{tag}.log")
                 try:
                     deliveries = payloads.deliveries(count=40_000, tag=tag, duplicate_ratio=0.0)
-                    requests = [payloads.webhook_request(d) for d in deliveries]
+                    load = [payloads.webhook_request(d) for d in deliveries]
                     before, receiver_before = cpu_by_group(srv, workers), time.process_time()
                     result = wrk.run(
-                        url=srv.url, requests=requests, connections=32, budget_s=budget_s, workdir=folder
+                        url=srv.url, requests=load, connections=32, budget_s=budget_s, workdir=folder
                     )
                     after, receiver_after = cpu_by_group(srv, workers), time.process_time()
                     arrived = len(receiver.arrived) if receiver is not None else 0
@@ -319,10 +325,12 @@ def main() -> None:
                     )
             none = statistics.median(rates["none"])
             service, apart = statistics.median(rates["service"]), statistics.median(rates["apart"])
+            paused = statistics.median(rates["paused"])
             print(
                 f"ingest {args.database}: none {none:.0f}/s; two destinations (one down) delivered by the "
                 f"service {service:.0f}/s, {service / none:.2f}x; by `cli destinations run` {apart:.0f}/s, "
-                f"{apart / none:.2f}x"
+                f"{apart / none:.2f}x; owed only (the healthy one paused) {paused:.0f}/s, "
+                f"{paused / none:.2f}x"
             )
         if "rate" in parts:
             per_second, delivered = delivery_rate(

@@ -8,6 +8,9 @@
 3. Catch-up: events stored while NATS is down, then the rate at which the relay drains them.
 4. Sustained: wrk at full rate for 60 s with forwarding on, the relay's lag (the backlog /metrics
    reports) sampled every SAMPLE_S; its maximum, and how long it takes to reach 0 once the load stops.
+5. (`--publish-only`, not in the default run) The stream's share of forwarding an event: messages of
+   the relay's shape published through the relay's Publisher in batches, with no database, and the
+   CPU this process and nats-server spend per message.
 Each run has its own database and its own nats-server (-js, a free port, a temporary store).
 """
 
@@ -23,6 +26,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
@@ -33,8 +37,11 @@ from bench import forward_latency, payloads, wrk
 from bench.databases import fresh
 from bench.recovery_alongside import cpu_seconds
 from bench.servers import OURS, ROOT, Server, free_port
+from config import Settings
 from database import normalise_url
 from forwarding import outbox
+from forwarding.messages import StoredEvent, event_message
+from forwarding.stream import Publisher, connect, ensure_stream
 
 NATS_SERVER = "/usr/sbin/nats-server"
 SAMPLE_S = 0.25
@@ -325,6 +332,9 @@ def main() -> None:
     parser.add_argument("--sustained-only", action="store_true", help="only the 60 s run at full rate")
     parser.add_argument("--ingest-only", action="store_true", help="only the ingest rounds, on and off")
     parser.add_argument(
+        "--publish-only", action="store_true", help="only the stream's share: publishing, with no database"
+    )
+    parser.add_argument(
         "--separate-relay",
         action="store_true",
         help="latency with the relay as `python -m cli relay` (FORWARD_IN_PROCESS=false on the service)",
@@ -337,6 +347,10 @@ def main() -> None:
         return
     if args.sustained_only:
         print(f"{kind}, sustained 60 s at full rate: {sustained(kind, folder).line()}")
+        return
+    if args.publish_only:
+        for _ in range(3):
+            print(f"publishing alone: {publish_cost(folder).line()}", flush=True)
         return
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     for round_ in range(2):
@@ -358,6 +372,62 @@ def main() -> None:
         print(f"catch-up: {stored} events drained at {rate:.0f} events/s")
         print(f"sustained 60 s at full rate: {sustained(kind, folder).line()}")
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishCost:
+    messages: int
+    seconds: float
+    client_s: float  # this process's CPU
+    server_s: float  # nats-server's CPU
+
+    def line(self) -> str:
+        per = 1e6 / self.messages
+        return (
+            f"{self.messages} event messages published and acknowledged in {self.seconds:.2f} s "
+            f"({self.messages / self.seconds:.0f}/s); CPU per message: client {self.client_s * per:.0f} us, "
+            f"nats-server {self.server_s * per:.0f} us"
+        )
+
+
+def publish_cost(folder: Path, *, messages: int = 40_000, batch: int = 1_000) -> PublishCost:
+    """Publish `messages` event messages (the relay's subjects, headers and JSON documents, each event
+    its own) through forwarding.stream.Publisher, `batch` at a time as a relay cycle does, into a new
+    stream on a nats-server of its own: what the client and the server cost per message, with no
+    database read or cursor write around them."""
+    broker = Nats(Path(tempfile.mkdtemp(prefix="nats-publish-", dir=folder))).start()
+    settings = Settings(nats_url=broker.url)
+    now = datetime.now(UTC)
+    events = [
+        StoredEvent(
+            n, "razorpay", f"evt_publish_{n}", "payment.captured", f"pay_publish_{n}", "captured",
+            "captured", 5000, "INR", now, now, None,
+        )
+        for n in range(messages)
+    ]  # fmt: skip
+
+    async def run() -> PublishCost:
+        client = await connect(settings)
+        try:
+            await ensure_stream(client.jetstream(), settings=settings)
+            publisher = Publisher(client)
+            assert broker.process is not None
+            client_before, server_before = time.process_time(), cpu_seconds(broker.process.pid)
+            started = time.perf_counter()
+            for start in range(0, messages, batch):
+                chunk = [event_message(event, prefix="payments") for event in events[start : start + batch]]
+                outcomes = await publisher.publish(chunk, stream=settings.nats_stream)
+                assert not outcomes.failures and outcomes.published["event"] == len(chunk)
+            seconds = time.perf_counter() - started
+            client_s = time.process_time() - client_before
+            return PublishCost(messages, seconds, client_s, cpu_seconds(broker.process.pid) - server_before)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        broker.stop()
 
 
 def report_latency(kind: str, folder: Path, *, separate_relay: bool = False) -> None:
