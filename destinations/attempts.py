@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     all_,
     bindparam,
+    exists,
     func,
     literal_column,
     select,
@@ -189,14 +190,20 @@ def due(
     now: datetime,
     limit: int,
     claimed: Collection[int] = (),
+    unless_paused: bool = False,
 ) -> tuple[list[Due], int]:
     """Up to `limit` deliveries to send now, oldest retry time first, with their events (read after the
     deliveries are chosen); and how many were given up because their event is gone (the caller
-    commits)."""
+    commits). With `unless_paused`, none while the destination is paused: the worker's read is then
+    one statement whenever something is due."""
     owed = DestinationDelivery
+    candidates = _candidates(connection.dialect.name, destination, claimed=claimed)
+    if unless_paused:
+        candidates = candidates.where(
+            ~exists().where(DestinationStatus.name == destination.name, DestinationStatus.paused)
+        )
     chosen = (
-        _candidates(connection.dialect.name, destination, claimed=claimed)
-        .where(owed.next_attempt_at <= now)
+        candidates.where(owed.next_attempt_at <= now)
         .order_by(owed.next_attempt_at, owed.id)
         .limit(limit)
         .subquery("chosen")

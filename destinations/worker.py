@@ -255,20 +255,29 @@ class Worker:
 
     def _read(self, *, now: datetime, limit: int, claimed: frozenset[int]) -> Read:
         """Whether the destination is paused; up to `limit` due deliveries not `claimed`, and when the
-        next one is due if none is now."""
-        purged = 0
-        with self._engine.begin() as connection:
-            if attempts.is_paused(connection, self.destination.name):
+        next one is due if none is now.
+
+        In autocommit, with the pause tested in the same statement as what is due: while events are
+        due a read is one statement, where a transaction with a separate pause check took four round
+        trips to the server, each a wait on a busy machine, and every event stored meanwhile waited
+        for the read under way (BENCHMARKS.md, "Destinations")."""
+        name = self.destination.name
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            due: list[Due] = []
+            purged = 0
+            if limit:
+                due, purged = attempts.due(
+                    connection, self.destination, now=now, limit=limit, claimed=claimed, unless_paused=True
+                )
+            if purged:
+                metrics.DEAD.labels(name).inc(purged)
+            if due:
+                return False, due, None
+            if attempts.is_paused(connection, name):
                 return True, [], None
             if not limit:
                 return False, [], None
-            due, purged = attempts.due(connection, self.destination, now=now, limit=limit, claimed=claimed)
-            next_at = None
-            if not due:
-                next_at = attempts.next_due_at(connection, self.destination, claimed=claimed)
-        if purged:
-            metrics.DEAD.labels(self.destination.name).inc(purged)
-        return False, due, next_at
+            return False, [], attempts.next_due_at(connection, self.destination, claimed=claimed)
 
     async def _send(self, item: Due) -> None:
         event = item.event

@@ -1,6 +1,7 @@
 """What a destination's worker picks next (`destinations.attempts.due`), read straight from the database:
 each payment's earliest owed event and nothing behind it, events without a payment never held back,
-and on PostgreSQL the deliveries table's statistics kept fresh once a backlog has grown."""
+nothing for the worker while the destination is paused, a read that stops at its limit, and on
+PostgreSQL the deliveries table's statistics kept fresh once a backlog has grown."""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ def test_due_is_each_payments_earliest_owed_event_and_payment_less_events_wait_f
             claimed = [d.delivery_id for d in due if d.event.event_id == a1]
             again, _ = attempts.due(connection, orders, now=datetime.now(UTC), limit=100, claimed=claimed)
             assert [d.event.event_id for d in again] == [b1, loose, late]
+            # The worker's read asks for nothing while the destination is paused, as it is here.
+            held, _ = attempts.due(connection, orders, now=datetime.now(UTC), limit=100, unless_paused=True)
+            assert held == []
             # Unordered, every owed event is due.
             unordered = orders.model_copy(update={"ordered": False})
             everything, _ = attempts.due(connection, unordered, now=datetime.now(UTC), limit=100)
