@@ -81,6 +81,11 @@ class Worker:
         self._recorded_at = 0.0  # when the last record started (monotonic)
         self._read_at = 0.0  # no read before this (monotonic): nothing was due, or the destination is paused
         self._paused = False  # as the last read found it
+        # Since the read under way began: a wake (a resume, a replay), which makes a "paused" or
+        # "nothing due" it finds out of date, and a commit, which makes a "nothing due" out of date.
+        # The next read is then not put off.
+        self._woken_since_read = False
+        self._owed_since_read = False
         # The database work under way: a record (its task and the attempts it records), and a read.
         self._recording: tuple[asyncio.Task[None], list[Recorded]] | None = None
         self._reading: asyncio.Task[Read] | None = None
@@ -98,6 +103,7 @@ class Worker:
         """There may be new work (a replay, a resume): read what is due now."""
         self._paused = False
         self._read_at = 0.0
+        self._woken_since_read = True
         self._wake.set()
 
     def owed(self) -> None:
@@ -105,7 +111,9 @@ class Worker:
         found the destination paused (a resume wakes it, or it is seen within a poll), so that a paused
         destination costs no read per commit."""
         if not self._paused:
-            self.wake()
+            self._read_at = 0.0
+            self._owed_since_read = True
+            self._wake.set()
 
     async def run(self) -> None:
         """Sends go on while the database work runs beside them, in threads: recording the attempts that
@@ -166,6 +174,7 @@ class Worker:
             and (not self._queue or now - self._paused_checked_at > self._poll_seconds)
         ):
             limit = max(READ_AHEAD, self.destination.max_in_flight) if not self._queue else 0
+            self._woken_since_read = self._owed_since_read = False
             self._reading = self._in_thread(
                 "read", self._read, now=datetime.now(UTC), limit=limit, claimed=frozenset(self._claimed)
             )
@@ -196,16 +205,18 @@ class Worker:
             paused, due, next_at = reading.result()
             self._answered()
             self._paused_checked_at = time.monotonic()
-            self._paused = paused
             if paused:
                 self._unclaim_queue()
-                self._read_at = time.monotonic() + self._poll_seconds
+                if not self._woken_since_read:
+                    self._paused = True
+                    self._read_at = time.monotonic() + self._poll_seconds
                 return
+            self._paused = False
             for item in due:
                 if item.delivery_id not in self._claimed:
                     self._claimed.add(item.delivery_id)
                     self._queue.append(item)
-            if not due and not self._queue:
+            if not due and not self._queue and not (self._woken_since_read or self._owed_since_read):
                 # Nothing is due now: read again when the next retry is, within a poll, or when woken.
                 wait = self._poll_seconds
                 if next_at is not None:
