@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from destinations.file import Destination
 from forwarding.messages import StoredEvent
@@ -128,24 +128,30 @@ def is_paused(connection: Connection, name: str) -> bool:
 Candidates = Select[int, int, int, datetime, int, datetime]
 
 
-def _not_claimed(dialect_name: str, claimed: Iterable[int]) -> ColumnElement[bool]:
-    """The delivery is not one of `claimed`, as one parameter (an array on PostgreSQL, a JSON array on
-    SQLite): the statement's text stays the same however many are claimed, so the driver parses it
-    once, where a list expanded into one parameter each was a new statement at every read."""
-    ids = sorted(claimed)
-    owed_id = DestinationDelivery.id
+def _none_of(
+    dialect_name: str, column: InstrumentedAttribute[int], ids: Iterable[int], name: str
+) -> ColumnElement[bool]:
+    """`column` is none of `ids`, as one parameter (an array on PostgreSQL, a JSON array on SQLite): the
+    statement's text stays the same however many there are, so the driver parses it once, where a
+    list expanded into one parameter each was a new statement at every read."""
+    listed = sorted(ids)
     if dialect_name == "postgresql":
-        return owed_id != all_(bindparam("claimed", ids, type_=ARRAY(BigInteger)))
-    listed: Select[Any] = select(literal_column("value")).select_from(
-        func.json_each(bindparam("claimed", orjson.dumps(ids).decode(), type_=String()))
+        return column != all_(bindparam(name, listed, type_=ARRAY(BigInteger)))
+    values: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam(name, orjson.dumps(listed).decode(), type_=String()))
     )
-    return owed_id.not_in(listed.scalar_subquery())
+    return column.not_in(values.scalar_subquery())
 
 
-def _candidates(dialect_name: str, destination: Destination, *, claimed: Collection[int]) -> Candidates:
+def _candidates(
+    dialect_name: str, destination: Destination, *, claimed: Collection[int], finished: Collection[int]
+) -> Candidates:
     """The destination's pending deliveries that may be sent when their time comes: not claimed by the
     worker already and, with ordering on, each payment's earliest owed event only (later ones wait until
-    it is delivered or dead). Both partial indexes of the pending rows serve it.
+    it is delivered or dead). Both partial indexes of the pending rows serve it. `finished`: deliveries
+    the worker has delivered or given up but not yet recorded, which no later event waits for (the
+    order is the order of sending, and they were sent), so that a payment's next event goes out
+    without waiting for the record.
 
     The ordering test is a scalar subquery, the payment's first pending id, ordered as its index is:
     PostgreSQL cannot turn it into a join, so it stays one probe of `ix_destination_deliveries_payment`
@@ -157,18 +163,19 @@ def _candidates(dialect_name: str, destination: Destination, *, claimed: Collect
         owed.id, owed.attempts, owed.round_attempts, owed.queued_at, owed.event_row_id, owed.next_attempt_at
     ).where(owed.destination == destination.name, owed.state == PENDING_SQL)
     if claimed:
-        query = query.where(_not_claimed(dialect_name, claimed))
+        query = query.where(_none_of(dialect_name, owed.id, claimed, "claimed"))
     if destination.ordered:
         earlier = aliased(DestinationDelivery)
+        waited_for = select(earlier.id).where(
+            earlier.destination == owed.destination,
+            earlier.provider == owed.provider,
+            earlier.payment_id == owed.payment_id,
+            earlier.state == PENDING_SQL,
+        )
+        if finished:
+            waited_for = waited_for.where(_none_of(dialect_name, earlier.id, finished, "finished"))
         first_owed = (
-            select(earlier.id)
-            .where(
-                earlier.destination == owed.destination,
-                earlier.provider == owed.provider,
-                earlier.payment_id == owed.payment_id,
-                earlier.state == PENDING_SQL,
-            )
-            .order_by(earlier.destination, earlier.provider, earlier.payment_id, earlier.id)
+            waited_for.order_by(earlier.destination, earlier.provider, earlier.payment_id, earlier.id)
             .limit(1)
             .correlate(owed)
             .scalar_subquery()
@@ -190,6 +197,7 @@ def due(
     now: datetime,
     limit: int,
     claimed: Collection[int] = (),
+    finished: Collection[int] = (),
     unless_paused: bool = False,
 ) -> tuple[list[Due], int]:
     """Up to `limit` deliveries to send now, oldest retry time first, with their events (read after the
@@ -197,7 +205,7 @@ def due(
     commits). With `unless_paused`, none while the destination is paused: the worker's read is then
     one statement whenever something is due."""
     owed = DestinationDelivery
-    candidates = _candidates(connection.dialect.name, destination, claimed=claimed)
+    candidates = _candidates(connection.dialect.name, destination, claimed=claimed, finished=finished)
     if unless_paused:
         candidates = candidates.where(
             ~exists().where(DestinationStatus.name == destination.name, DestinationStatus.paused)
@@ -240,12 +248,16 @@ def give_up(connection: Connection, delivery_ids: list[int], *, now: datetime) -
 
 
 def next_due_at(
-    connection: Connection, destination: Destination, *, claimed: Collection[int] = ()
+    connection: Connection,
+    destination: Destination,
+    *,
+    claimed: Collection[int] = (),
+    finished: Collection[int] = (),
 ) -> datetime | None:
     """When the next delivery that is not waiting behind another becomes due (to sleep until then)."""
     owed = DestinationDelivery
     query = (
-        _candidates(connection.dialect.name, destination, claimed=claimed)
+        _candidates(connection.dialect.name, destination, claimed=claimed, finished=finished)
         .order_by(owed.next_attempt_at, owed.id)
         .limit(1)
     )

@@ -76,14 +76,16 @@ class Worker:
         self._rng = random.Random()  # noqa: S311 (jitter, not a secret)
         self._queue: deque[Due] = deque()  # due, claimed, not yet sent
         self._claimed: set[int] = set()  # queued, being sent, or sent and not yet recorded
+        # Delivered or dead, not yet recorded: their payments' next events need not wait for the record.
+        self._finished: set[int] = set()
         self._sending = 0
         self._paused_checked_at = 0.0
         self._recorded_at = 0.0  # when the last record started (monotonic)
         self._read_at = 0.0  # no read before this (monotonic): nothing was due, or the destination is paused
         self._paused = False  # as the last read found it
         # Since the read under way began: a wake (a resume, a replay), which makes a "paused" or
-        # "nothing due" it finds out of date, and a commit, which makes a "nothing due" out of date.
-        # The next read is then not put off.
+        # "nothing due" it finds out of date, and a commit or a finished delivery (a payment's next
+        # event may be due), which make a "nothing due" out of date. The next read is then not put off.
         self._woken_since_read = False
         self._owed_since_read = False
         # The database work under way: a record (its task and the attempts it records), and a read.
@@ -176,7 +178,12 @@ class Worker:
             limit = max(READ_AHEAD, self.destination.max_in_flight) if not self._queue else 0
             self._woken_since_read = self._owed_since_read = False
             self._reading = self._in_thread(
-                "read", self._read, now=datetime.now(UTC), limit=limit, claimed=frozenset(self._claimed)
+                "read",
+                self._read,
+                now=datetime.now(UTC),
+                limit=limit,
+                claimed=frozenset(self._claimed),
+                finished=frozenset(self._finished),
             )
 
     def _in_thread(self, what: str, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Task[T]:
@@ -264,9 +271,9 @@ class Worker:
         with self._engine.connect() as connection:
             write_when_free(connection, lambda: attempts.record(connection, self.destination.name, batch))
 
-    def _read(self, *, now: datetime, limit: int, claimed: frozenset[int]) -> Read:
-        """Whether the destination is paused; up to `limit` due deliveries not `claimed`, and when the
-        next one is due if none is now.
+    def _read(self, *, now: datetime, limit: int, claimed: frozenset[int], finished: frozenset[int]) -> Read:
+        """Whether the destination is paused; up to `limit` due deliveries not `claimed` (none waiting
+        for an earlier one that is `finished`), and when the next one is due if none is now.
 
         In autocommit, with the pause tested in the same statement as what is due: while events are
         due a read is one statement, where a transaction with a separate pause check took four round
@@ -278,7 +285,13 @@ class Worker:
             purged = 0
             if limit:
                 due, purged = attempts.due(
-                    connection, self.destination, now=now, limit=limit, claimed=claimed, unless_paused=True
+                    connection,
+                    self.destination,
+                    now=now,
+                    limit=limit,
+                    claimed=claimed,
+                    finished=finished,
+                    unless_paused=True,
                 )
             if purged:
                 metrics.DEAD.labels(name).inc(purged)
@@ -288,7 +301,11 @@ class Worker:
                 return True, [], None
             if not limit:
                 return False, [], None
-            return False, [], attempts.next_due_at(connection, self.destination, claimed=claimed)
+            return (
+                False,
+                [],
+                attempts.next_due_at(connection, self.destination, claimed=claimed, finished=finished),
+            )
 
     async def _send(self, item: Due) -> None:
         event = item.event
@@ -316,6 +333,11 @@ class Worker:
             )
             state = attempts.PENDING if next_at is not None else attempts.DEAD
         self._results.append(Recorded(item, attempted_at, result, state, next_at))
+        if state != attempts.PENDING and self.destination.ordered:
+            # The payment's next event may go now: read it, without waiting for this to be recorded.
+            self._finished.add(item.delivery_id)
+            self._read_at = 0.0
+            self._owed_since_read = True
         self._wake.set()
 
     async def _flush(self) -> None:
@@ -340,6 +362,7 @@ class Worker:
         name = self.destination.name
         for item in batch:
             self._claimed.discard(item.due.delivery_id)
+            self._finished.discard(item.due.delivery_id)
             metrics.ATTEMPTS.labels(name, "delivered" if item.result.delivered else item.result.error).inc()
             if item.state == attempts.DEAD:
                 metrics.DEAD.labels(name).inc()

@@ -49,6 +49,11 @@ def test_due_is_each_payments_earliest_owed_event_and_payment_less_events_wait_f
             claimed = [d.delivery_id for d in due if d.event.event_id == a1]
             again, _ = attempts.due(connection, orders, now=datetime.now(UTC), limit=100, claimed=claimed)
             assert [d.event.event_id for d in again] == [b1, loose, late]
+            # Delivered but not yet recorded (finished): its second need not wait for the record.
+            freed, _ = attempts.due(
+                connection, orders, now=datetime.now(UTC), limit=100, claimed=claimed, finished=claimed
+            )
+            assert [d.event.event_id for d in freed] == [a2, b1, loose, late]
             # The worker's read asks for nothing while the destination is paused, as it is here.
             held, _ = attempts.due(connection, orders, now=datetime.now(UTC), limit=100, unless_paused=True)
             assert held == []
