@@ -1,5 +1,7 @@
-"""A commit that lands while the worker's read is under way: that read cannot have seen its events, so
-the worker reads again at once rather than sleeping until its poll on what the read found."""
+"""When a destination's worker reads again. A commit that lands while its read is under way: that read
+cannot have seen its events, so the worker reads again at once rather than sleeping until its poll on
+what the read found. And a payment's next event, once the one before it is delivered: it is sent
+without waiting for that outcome to be recorded."""
 
 import asyncio
 import threading
@@ -61,12 +63,13 @@ def run_with_a_change_during_the_first_read(
 
 
 async def _delivered(engine: Engine) -> None:
-    def state() -> str | None:
-        with engine.connect() as connection:
-            rows = connection.exec_driver_sql("SELECT state FROM destination_deliveries").all()
-        return rows[0][0] if rows else None
+    """Until every owed delivery is recorded as delivered."""
 
-    while await asyncio.to_thread(state) != attempts.DELIVERED:
+    def states() -> set[str]:
+        with engine.connect() as connection:
+            return {row[0] for row in connection.exec_driver_sql("SELECT state FROM destination_deliveries")}
+
+    while await asyncio.to_thread(states) != {attempts.DELIVERED}:
         await asyncio.sleep(0.02)  # polling the database for the recorded outcome, within the deadline
 
 
@@ -98,3 +101,48 @@ def test_a_resume_while_a_read_finds_the_destination_paused_is_not_lost(
     with migrated_engine.begin() as connection:
         connection.exec_driver_sql("UPDATE destination_status SET paused = true")
     run_with_a_change_during_the_first_read(migrated_engine, orders, resume)
+
+
+def test_a_payments_next_event_is_sent_before_the_earlier_ones_outcome_is_recorded(
+    migrated_engine: Engine, receivers: Callable[..., Receiver]
+) -> None:
+    receiver = receivers()
+    orders = Destination(name="orders", url=receiver.url, secret=SECRET)
+    with migrated_engine.begin() as connection:
+        filters.write(connection, [orders])
+        attempts.ensure_status(connection, [orders.name], now=datetime.now(UTC))
+        connection.execute(
+            insert(Event),
+            [{**event_row(name), "payment_id": "pay_both"} for name in ("evt_first", "evt_then")],
+        )
+
+    async def scenario() -> None:
+        worker = Worker(migrated_engine, orders, poll_seconds=POLL_SECONDS)
+        real_record = worker._record
+        both_arrived = threading.Event()
+
+        def record_once_both_arrived(batch: list[Any]) -> None:
+            # No outcome is recorded until the payment's second event has arrived: it cannot have
+            # waited for the first one's record.
+            both_arrived.wait(DEADLINE_SECONDS)
+            real_record(batch)
+
+        worker._record = record_once_both_arrived  # type: ignore[method-assign]
+        task = asyncio.create_task(worker.run())
+        try:
+            # Well within the record's own wait: the second event arrives without any record.
+            await asyncio.wait_for(_arrived(receiver, 2), DEADLINE_SECONDS / 2)
+            both_arrived.set()
+            await asyncio.wait_for(_delivered(migrated_engine), DEADLINE_SECONDS)
+        finally:
+            both_arrived.set()
+            await worker.stop()
+            await asyncio.wait_for(task, DEADLINE_SECONDS)
+
+    asyncio.run(scenario())
+    assert [received.event["event_id"] for received in receiver.received] == ["evt_first", "evt_then"]
+
+
+async def _arrived(receiver: Receiver, count: int) -> None:
+    while len(receiver.received) < count:
+        await asyncio.sleep(0.02)  # polling the receiver, within the caller's deadline
