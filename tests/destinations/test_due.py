@@ -134,7 +134,17 @@ def test_on_postgresql_the_due_read_stops_at_its_limit_however_large_the_backlog
     limit = READ_AHEAD
     with migrated_engine.connect() as connection:
         event.listen(connection, "before_cursor_execute", capture)
-        attempts.due(connection, orders, now=datetime.now(UTC), limit=limit, claimed=range(1, READ_AHEAD + 1))
+        # As the worker reads: its read-ahead claimed, some of them finished, and the pause tested.
+        claimed = range(1, READ_AHEAD + 1)
+        attempts.due(
+            connection,
+            orders,
+            now=datetime.now(UTC),
+            limit=limit,
+            claimed=claimed,
+            finished=claimed[:10],
+            unless_paused=True,
+        )
         event.remove(connection, "before_cursor_execute", capture)
         connection.rollback()  # no event is stored for these deliveries: the read gave them up
         statement, parameters = next(each for each in statements if "destination_deliveries" in each[0])
