@@ -12,6 +12,12 @@ are (still correct). A later `rebuild-payments` folds only the events that remai
 Deleting an event also forgets that it was delivered: a provider re-sending it afterwards stores it
 again. Keep events longer than the providers retry (days), or use `redact`, which keeps the row (and so
 the deduplication) and drops only the body.
+
+The event with the highest id is redacted rather than deleted. SQLite gives a new row the id after the
+highest one in the table, so deleting the newest rows would hand their ids out again: forwarding's
+cursor on SQLite (the last event id published) would then pass over the new events, and a delivery
+owed to a destination for the old event would stand in for the new one. PostgreSQL's sequence never
+goes back; the rule is the same on both.
 """
 
 from collections.abc import Callable, Sequence
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import ColumnElement, Engine, Row, delete, select, tuple_, update
+from sqlalchemy import ColumnElement, Engine, Row, Update, delete, func, select, tuple_, update
 
 from models import Event
 
@@ -57,17 +63,28 @@ def purge(
     while batch := _next_batch(engine, old=old, after=last, size=batch_size):
         ids = [row.id for row in batch]
         with engine.begin() as connection:
-            stmt = (
-                update(Event).where(Event.id.in_(ids), old).values(raw_body=b"", redacted_at=started)
-                if redact
-                else delete(Event).where(Event.id.in_(ids), old)
-            )
-            done += connection.execute(stmt).rowcount
+            if redact:
+                done += connection.execute(_redact(ids, old, started)).rowcount
+            else:
+                newest = select(func.max(Event.id)).scalar_subquery()
+                done += connection.execute(
+                    delete(Event).where(Event.id.in_(ids), old, Event.id < newest)
+                ).rowcount
+                # The newest event, if it is in this batch: its row stays, so that its id is not reused.
+                done += connection.execute(_redact(ids, old & (Event.id == newest), started)).rowcount
         batches += 1
         last = batch[-1]
         if on_batch is not None:
             on_batch(done)
     return PurgeResult(events=done, batches=batches, cutoff=cutoff)
+
+
+def _redact(ids: list[int], old: ColumnElement[bool], at: datetime) -> Update:
+    return (
+        update(Event)
+        .where(Event.id.in_(ids), old, Event.redacted_at.is_(None))
+        .values(raw_body=b"", redacted_at=at)
+    )
 
 
 def _next_batch(

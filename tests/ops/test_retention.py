@@ -104,6 +104,26 @@ def test_purge_deletes_only_older_events_in_batches_and_keeps_payments(
     assert payments(migrated_engine) == payments_before
 
 
+def test_purging_every_event_keeps_the_newest_row_so_that_no_id_is_given_out_again(
+    migrated_engine: Engine,
+) -> None:
+    """SQLite numbers a new row after the highest id in the table: had the purge deleted the newest
+    rows, the next event would take an id an earlier one had, which forwarding's cursor has passed and
+    a destination's delivery may still name."""
+    old, _ = seed(migrated_engine, old=6, new=0)
+    ids_before = {row.event_id: row.id for row in events_by_id(migrated_engine).values()}
+
+    result = retention.purge(migrated_engine, older_than=NINETY_DAYS, batch_size=4, now=NOW)
+
+    rows = events_by_id(migrated_engine)
+    newest = max(ids_before, key=ids_before.__getitem__)
+    assert result.events == len(old)
+    assert set(rows) == {newest}
+    assert rows[newest].raw_body == b"" and rows[newest].redacted_at == NOW
+    store(migrated_engine, [event("evt_after_purge", days_ago=0)])
+    assert events_by_id(migrated_engine)["evt_after_purge"].id > max(ids_before.values())
+
+
 def test_redact_keeps_rows_and_their_deduplication(
     migrated_engine: Engine, client_factory: Callable[..., TestClient]
 ) -> None:
