@@ -9,6 +9,8 @@
 3. The time from our 2xx to the receiver's receipt, at a paced 500 deliveries/s.
 4. (`--parts due`, not run by default) How long the worker's read of what is due takes for a
    destination that has fallen behind by a backlog of events, with a read-ahead already claimed.
+5. (`--parts owing`, not run by default; PostgreSQL) The CPU PostgreSQL's backend spends storing an
+   event with no destination and with two, each event owed to both as it is stored.
 Each run has its own database; the receiver is an asyncio HTTP/1.1 server in this process that answers
 200 at once and notes when each webhook-id arrived.
 """
@@ -25,11 +27,12 @@ from tempfile import TemporaryDirectory
 
 import requests
 import yaml
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, text
 
 from bench import payloads, wrk
 from bench.databases import fresh
 from bench.forwarding import cpu_by_group, start_command
+from bench.recovery_alongside import cpu_seconds
 from bench.servers import OURS, Server, free_port
 from database import normalise_url
 from destinations import attempts, filters
@@ -297,6 +300,50 @@ def due_reads(kind: str, folder: Path, *, backlog: int, reads: int) -> list[floa
             engine.dispose()
 
 
+OWING_EVENTS = 30_000
+OWING_STATEMENT = 20  # events a statement, about a batch of the writer's under load
+
+
+def owing_cost(folder: Path, *, destinations: int) -> float:
+    """Microseconds of PostgreSQL backend CPU per event for storing OWING_EVENTS events, OWING_STATEMENT
+    a statement, on a database migrated to head whose trigger owes each to `destinations` destinations
+    (0 or 2) as it is stored."""
+    declared = [
+        Destination.model_validate({"name": name, "url": "http://127.0.0.1:9/x", "secret": SECRET})
+        for name in ("healthy", "down")[:destinations]
+    ]
+    with fresh("postgresql", folder, "owing") as database:
+        migrate.upgrade_to_head(database.url)
+        engine = create_engine(normalise_url(database.url))
+        try:
+            with engine.begin() as connection:
+                filters.write(connection, declared)
+            now = datetime.now(UTC)
+            with engine.connect() as connection:
+                backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                before = cpu_seconds(backend)
+                for start in range(0, OWING_EVENTS, OWING_STATEMENT):
+                    rows = [
+                        {
+                            "provider": "razorpay",
+                            "event_id": f"evt_owing_{n}",
+                            "event_type": "payment.captured",
+                            "payment_id": f"pay_owing_{n}",
+                            "status": "captured",
+                            "occurred_at": now,
+                            "received_at": now,
+                            "raw_body": b"{}",
+                            "headers": {},
+                        }
+                        for n in range(start, start + OWING_STATEMENT)
+                    ]
+                    connection.execute(insert(Event), rows)
+                    connection.commit()
+                return (cpu_seconds(backend) - before) / OWING_EVENTS * 1e6
+        finally:
+            engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
@@ -349,6 +396,16 @@ def main() -> None:
                     f"latency {args.database} at 500/s: {len(waits)} events, 2xx -> receipt "
                     f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {waits[-1] * 1000:.1f} ms"
                 )
+        if "owing" in parts:
+            costs: dict[int, list[float]] = {0: [], 2: []}
+            for _ in range(2 if args.quick else 5):
+                for count in costs:
+                    costs[count].append(owing_cost(folder, destinations=count))
+            none, two = statistics.median(costs[0]), statistics.median(costs[2])
+            print(
+                f"owing postgresql: storing an event {none:.1f} us of the backend's CPU with no destination, "
+                f"{two:.1f} us owed to two ({two - none:.1f} us for owing; medians of {len(costs[0])})"
+            )
         if "due" in parts:
             for backlog in (1_000, 30_000) if args.quick else (1_000, 30_000, 100_000):
                 timings = sorted(

@@ -23,7 +23,7 @@ from database import normalise_url
 from models import Base, Event
 from ops import migrate
 
-HEADS = {"0009"}
+HEADS = {"0010"}
 # Not imported from conftest: the spawned processes below import this module, and should start quickly.
 ROOT = Path(__file__).resolve().parents[2]
 
