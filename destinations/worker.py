@@ -113,9 +113,14 @@ class Worker:
         found the destination paused (a resume wakes it, or it is seen within a poll), so that a paused
         destination costs no read per commit."""
         if not self._paused:
-            self._read_at = 0.0
-            self._owed_since_read = True
-            self._wake.set()
+            self._may_be_due()
+
+    def _may_be_due(self) -> None:
+        """Something may have become due (events owed, or a payment's earlier event finished): read
+        now, and again after a read under way, which may have missed it."""
+        self._read_at = 0.0
+        self._owed_since_read = True
+        self._wake.set()
 
     async def run(self) -> None:
         """Sends go on while the database work runs beside them, in threads: recording the attempts that
@@ -205,8 +210,6 @@ class Worker:
                 raise
             self._answered()
             self._recorded(batch)
-            if any(item.state != attempts.PENDING for item in batch):
-                self._read_at = 0.0  # their payments' next events may be due now
         if self._reading is not None and self._reading.done():
             reading, self._reading = self._reading, None
             paused, due, next_at = reading.result()
@@ -336,8 +339,7 @@ class Worker:
         if state != attempts.PENDING and self.destination.ordered:
             # The payment's next event may go now: read it, without waiting for this to be recorded.
             self._finished.add(item.delivery_id)
-            self._read_at = 0.0
-            self._owed_since_read = True
+            self._may_be_due()
         self._wake.set()
 
     async def _flush(self) -> None:

@@ -215,8 +215,8 @@ class Outbox:
                 # Every execution planned for the tables as they are then. psycopg prepares a statement
                 # after a few executions, and the server may then keep one generic plan for it: made
                 # while a new database's tables were small, the pending read's plan hashed the whole
-                # events table each cycle, taking longer as it grew, until the relay fell behind
-                # (BENCHMARKS.md, "Forwarding to NATS"). Planning the read costs about a millisecond.
+                # events table each cycle, taking longer as it grew, until the relay fell behind. Planning
+                # every read afresh costs far less than that (BENCHMARKS.md, "Forwarding to NATS").
                 self._connection.execute(text("SET plan_cache_mode = force_custom_plan"))
                 self._connection.commit()
         return self._connection
