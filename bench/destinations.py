@@ -20,14 +20,16 @@ import asyncio
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import requests
 import yaml
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import Engine, create_engine, insert, text
 
 from bench import payloads, wrk
 from bench.databases import fresh
@@ -248,56 +250,68 @@ def latency(kind: str, folder: Path, *, rate: int, seconds: int) -> list[float]:
     return [receiver.arrived[key] - at for key, at in acked.items() if key in receiver.arrived]
 
 
+@contextmanager
+def owing_database(kind: str, folder: Path, tag: str, *, destinations: int) -> Iterator[Engine]:
+    """An engine on a fresh database migrated to head, whose trigger owes each event stored to the
+    first `destinations` of two destinations (healthy, down) that nothing delivers."""
+    declared = [
+        Destination.model_validate({"name": name, "url": "http://127.0.0.1:9/x", "secret": SECRET})
+        for name in ("healthy", "down")[:destinations]
+    ]
+    with fresh(kind, folder, tag) as database:
+        migrate.upgrade_to_head(database.url)
+        engine = create_engine(normalise_url(database.url))
+        try:
+            with engine.begin() as connection:
+                filters.write(connection, declared)
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def event_rows(tag: str, numbers: range, now: datetime) -> list[dict[str, Any]]:
+    """Rows of the events table, a captured payment of its own each."""
+    return [
+        {
+            "provider": "razorpay",
+            "event_id": f"evt_{tag}_{n}",
+            "event_type": "payment.captured",
+            "payment_id": f"pay_{tag}_{n}",
+            "status": "captured",
+            "occurred_at": now,
+            "received_at": now,
+            "raw_body": b"{}",
+            "headers": {},
+        }
+        for n in numbers
+    ]
+
+
 def due_reads(kind: str, folder: Path, *, backlog: int, reads: int) -> list[float]:
     """Seconds each of `reads` reads of what is due takes (attempts.due, as the worker calls it) for a
     destination owed `backlog` events, one payment each, with the first READ_AHEAD of them claimed, as
     they are while the worker sends the read before. The events are stored through the trigger that
     owes them, to it and to a second destination, and the planner's statistics refreshed as the
     dispatcher refreshes them; nothing is sent, so every read finds the same rows."""
-    declared = [
-        Destination.model_validate({"name": name, "url": "http://127.0.0.1:9/x", "secret": SECRET})
-        for name in ("healthy", "down")
-    ]
-    with fresh(kind, folder, "due") as database:
-        migrate.upgrade_to_head(database.url)
-        engine = create_engine(normalise_url(database.url))
-        try:
-            now = datetime.now(UTC)
-            with engine.begin() as connection:
-                filters.write(connection, declared)
-                rows = [
-                    {
-                        "provider": "razorpay",
-                        "event_id": f"evt_due_{n}",
-                        "event_type": "payment.captured",
-                        "payment_id": f"pay_due_{n}",
-                        "status": "captured",
-                        "occurred_at": now,
-                        "received_at": now,
-                        "raw_body": b"{}",
-                        "headers": {},
-                    }
-                    for n in range(backlog)
-                ]
-                connection.execute(insert(Event), rows)
-            with engine.begin() as connection:
-                attempts.refresh_statistics(connection)
-            healthy = declared[0]
-            with engine.connect() as connection:
-                first, _ = attempts.due(connection, healthy, now=datetime.now(UTC), limit=READ_AHEAD)
-                claimed = [item.delivery_id for item in first]
-                timings = []
-                for _ in range(reads):
-                    started = time.perf_counter()
-                    due, _ = attempts.due(
-                        connection, healthy, now=datetime.now(UTC), limit=READ_AHEAD, claimed=claimed
-                    )
-                    timings.append(time.perf_counter() - started)
-                    connection.rollback()
-                    assert len(due) == READ_AHEAD and not set(claimed) & {d.delivery_id for d in due}
-            return timings
-        finally:
-            engine.dispose()
+    healthy = Destination.model_validate({"name": "healthy", "url": "http://127.0.0.1:9/x", "secret": SECRET})
+    with owing_database(kind, folder, "due", destinations=2) as engine:
+        with engine.begin() as connection:
+            connection.execute(insert(Event), event_rows("due", range(backlog), datetime.now(UTC)))
+        with engine.begin() as connection:
+            attempts.refresh_statistics(connection)
+        with engine.connect() as connection:
+            first, _ = attempts.due(connection, healthy, now=datetime.now(UTC), limit=READ_AHEAD)
+            claimed = [item.delivery_id for item in first]
+            timings = []
+            for _ in range(reads):
+                started = time.perf_counter()
+                due, _ = attempts.due(
+                    connection, healthy, now=datetime.now(UTC), limit=READ_AHEAD, claimed=claimed
+                )
+                timings.append(time.perf_counter() - started)
+                connection.rollback()
+                assert len(due) == READ_AHEAD and not set(claimed) & {d.delivery_id for d in due}
+        return timings
 
 
 OWING_EVENTS = 30_000
@@ -308,40 +322,17 @@ def owing_cost(folder: Path, *, destinations: int) -> float:
     """Microseconds of PostgreSQL backend CPU per event for storing OWING_EVENTS events, OWING_STATEMENT
     a statement, on a database migrated to head whose trigger owes each to `destinations` destinations
     (0 or 2) as it is stored."""
-    declared = [
-        Destination.model_validate({"name": name, "url": "http://127.0.0.1:9/x", "secret": SECRET})
-        for name in ("healthy", "down")[:destinations]
-    ]
-    with fresh("postgresql", folder, "owing") as database:
-        migrate.upgrade_to_head(database.url)
-        engine = create_engine(normalise_url(database.url))
-        try:
-            with engine.begin() as connection:
-                filters.write(connection, declared)
-            now = datetime.now(UTC)
-            with engine.connect() as connection:
-                backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-                before = cpu_seconds(backend)
-                for start in range(0, OWING_EVENTS, OWING_STATEMENT):
-                    rows = [
-                        {
-                            "provider": "razorpay",
-                            "event_id": f"evt_owing_{n}",
-                            "event_type": "payment.captured",
-                            "payment_id": f"pay_owing_{n}",
-                            "status": "captured",
-                            "occurred_at": now,
-                            "received_at": now,
-                            "raw_body": b"{}",
-                            "headers": {},
-                        }
-                        for n in range(start, start + OWING_STATEMENT)
-                    ]
-                    connection.execute(insert(Event), rows)
-                    connection.commit()
-                return (cpu_seconds(backend) - before) / OWING_EVENTS * 1e6
-        finally:
-            engine.dispose()
+    with owing_database("postgresql", folder, "owing", destinations=destinations) as engine:
+        now = datetime.now(UTC)
+        with engine.connect() as connection:
+            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            before = cpu_seconds(backend)
+            for start in range(0, OWING_EVENTS, OWING_STATEMENT):
+                connection.execute(
+                    insert(Event), event_rows("owing", range(start, start + OWING_STATEMENT), now)
+                )
+                connection.commit()
+            return (cpu_seconds(backend) - before) / OWING_EVENTS * 1e6
 
 
 def main() -> None:

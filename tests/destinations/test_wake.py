@@ -74,8 +74,14 @@ async def _delivered(engine: Engine) -> None:
 
 
 @pytest.fixture
-def orders(migrated_engine: Engine, receivers: Callable[..., Receiver]) -> Destination:
-    destination = Destination(name="orders", url=receivers().url, secret=SECRET)
+def receiver(receivers: Callable[..., Receiver]) -> Receiver:
+    return receivers()
+
+
+@pytest.fixture
+def orders(migrated_engine: Engine, receiver: Receiver) -> Destination:
+    """A destination the worker may deliver to: its filter and its status row written."""
+    destination = Destination(name="orders", url=receiver.url, secret=SECRET)
     with migrated_engine.begin() as connection:
         filters.write(connection, [destination])
         attempts.ensure_status(connection, [destination.name], now=datetime.now(UTC))
@@ -104,13 +110,9 @@ def test_a_resume_while_a_read_finds_the_destination_paused_is_not_lost(
 
 
 def test_a_payments_next_event_is_sent_before_the_earlier_ones_outcome_is_recorded(
-    migrated_engine: Engine, receivers: Callable[..., Receiver]
+    migrated_engine: Engine, orders: Destination, receiver: Receiver
 ) -> None:
-    receiver = receivers()
-    orders = Destination(name="orders", url=receiver.url, secret=SECRET)
     with migrated_engine.begin() as connection:
-        filters.write(connection, [orders])
-        attempts.ensure_status(connection, [orders.name], now=datetime.now(UTC))
         connection.execute(
             insert(Event),
             [{**event_row(name), "payment_id": "pay_both"} for name in ("evt_first", "evt_then")],
