@@ -1,22 +1,31 @@
 """A recovery run while live deliveries arrive, measured:
-`python -m bench.recovery_alongside [--database postgresql|sqlite] [--rounds N] [--seconds S] [--pace N]`.
+`python -m bench.recovery_alongside [--database postgresql|sqlite] [--runner cli|service] [--rounds N]
+[--seconds S] [--pace N] [--no-unpaced]`.
 
 Each round has its own fresh database and its own server (ours, one worker, a Razorpay secret for the
 live load, Stripe's recovery settings pointing at the fake) and sends distinct signed Razorpay
-deliveries with wrk (32 connections). Rounds alternate: live load alone; live load with
-`python -m cli recover --provider stripe` started RECOVERY_DELAY_S into it, as an operator runs it, in
-its own process, against the same database, over 10,000 events from the fake of Stripe's API
-(bench/fake_stripe.py, in a process of its own too); and, with --pace N (0: not run), the same with
+deliveries with wrk (32 connections). Rounds alternate: live load alone; live load with a recovery of
+10,000 events from the fake of Stripe's API (bench/fake_stripe.py, in a process of its own) started
+RECOVERY_DELAY_S into it (unless --no-unpaced); and, with --pace N (0: not run), the same with
 RECOVERY_EVENTS_PER_SECOND=N.
+The recovery runs one of two ways:
+
+- `--runner cli` (the default): `python -m cli recover --provider stripe`, as an operator runs it, in
+  its own process with its own writer, against the same database. Its window is from the process's
+  start to its exit, and its rate is its rows over that wall time, start-up included.
+- `--runner service`: the service's own periodic recovery (RECOVERY_INTERVAL), which stores through the
+  service's writer. The fake lists no events until the harness arms it; the next periodic run then
+  reads them all. Its window is from that run's first page request to its last stored row. In every
+  round of this runner, alone rounds included, the service runs its (empty) periodic recovery.
 
 The live rate compared is stored webhook rows (origin 'webhook', by received_at) per second within the
-recovery's window: from the recover process's start to its exit. Alone rounds are read over the same
-window relative to their wrk start as the recovery round after them, so both rates are over the same
-stretch of a run. The recovery rate is recovered rows (origin 'recovery', which must be
-10,000) over the process's wall time, start-up included; its rows' own span is printed beside it.
+recovery's window. Alone rounds are read over the same window relative to their wrk start as the
+recovery round after them, so both rates are over the same stretch of a run. Every round checks that
+10,000 rows with origin 'recovery' were stored; their own span is printed beside the rate.
 """
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -39,6 +48,7 @@ UNTIL = SINCE + timedelta(days=1)
 CONNECTIONS = 32
 RECOVERY_DELAY_S = 1.5  # recovery starts this far into the live load, so it lies wholly inside it
 LIVE_RATE_GUESS = 6_000  # deliveries/s to prepare per second of load; more than one worker answers
+SERVICE_INTERVAL_S = 0.5  # RECOVERY_INTERVAL of --runner service: a run starts within this of arming
 
 # Seconds since the Unix epoch of a stored row's received_at, per database.
 EPOCH = {
@@ -49,11 +59,11 @@ EPOCH = {
 
 @dataclass
 class Recovery:
-    started: float  # Unix time at the process's start
-    ended: float  # and at its exit
+    started: float  # Unix time at the process's start, or of the service's run's first page request
+    ended: float  # and at its exit, or of the run's last stored row
     stored: int  # rows with origin 'recovery' afterwards
     span: tuple[float, float]  # the first and last recovered row's received_at
-    cpu_s: float  # user + system of the recover process and its children (SQLite's writer)
+    cpu_s: float | None  # user + system of the recover process and its children (SQLite's writer)
     output: str
     returncode: int
 
@@ -128,9 +138,11 @@ def rows(database: Database, origin: str) -> list[float]:
         return sorted(float(row[0]) for row in connection.execute(query.encode()))
 
 
-def start_fake() -> tuple[subprocess.Popen[str], str]:
+def start_fake(*, held: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """bench/fake_stripe.py in its own process, and its URL; `held`: it lists nothing until armed."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_stripe", str(EVENTS), str(int(SINCE.timestamp()))],
+        [sys.executable, "-m", "bench.fake_stripe", str(EVENTS), str(int(SINCE.timestamp()))]
+        + (["--held"] if held else []),
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -138,6 +150,27 @@ def start_fake() -> tuple[subprocess.Popen[str], str]:
     )
     assert process.stdout is not None
     return process, process.stdout.readline().strip()
+
+
+def serve_one_run(fake: subprocess.Popen[str]) -> tuple[float | None, float | None]:
+    """Arm a held fake and wait for the run it serves to read its last page: that run's first and last
+    page requests, Unix time (None when no run finished within the fake's deadline)."""
+    assert fake.stdin is not None and fake.stdout is not None
+    fake.stdin.write("arm\nwait\n")
+    fake.stdin.flush()
+    times = json.loads(fake.stdout.readline())
+    return times["first"], times["last"]
+
+
+def service_recovery_env() -> dict[str, str]:
+    """The service's periodic recovery, every SERVICE_INTERVAL_S, with a window reaching back to the
+    fake's first event at every run (not from the mark less the default five minutes)."""
+    reach = str(int(time.time() - SINCE.timestamp()) + 86_400)
+    return {
+        "RECOVERY_INTERVAL": str(SERVICE_INTERVAL_S),
+        "RECOVERY_LOOKBACK_SECONDS": reach,
+        "RECOVERY_OVERLAP_SECONDS": reach,
+    }
 
 
 def recover(env: dict[str, str]) -> tuple[float, float, float, str, int]:
@@ -173,10 +206,11 @@ def one_round(
     *,
     tag: str,
     kind: str,
+    runner: str,
     pace: float,
     seconds: float,
+    fake: subprocess.Popen[str],
     fake_url: str,
-    fake_pid: int,
 ) -> Round:
     with fresh(database_kind, folder, tag) as database:
         env = {
@@ -186,6 +220,8 @@ def one_round(
             "STRIPE_API_BASE": fake_url,
             "LOG_LEVEL": "WARNING",
         }
+        if runner == "service":
+            env |= service_recovery_env()
         if kind == "paced":
             env["RECOVERY_EVENTS_PER_SECOND"] = str(pace)
         deliveries = payloads.deliveries(count=int(LIVE_RATE_GUESS * seconds), tag=tag, duplicate_ratio=0.0)
@@ -208,19 +244,22 @@ def one_round(
                     )
                 )
 
-            cpu_before, fake_before = tree_cpu_seconds(server), cpu_seconds(fake_pid)
+            cpu_before, fake_before = tree_cpu_seconds(server), cpu_seconds(fake.pid)
             wait_before = tree_run_queue_seconds(server)
             wrk_started = time.time()
             loader = threading.Thread(target=load)
             loader.start()
-            ran = None
+            ran = served = None
             if kind != "alone":
                 time.sleep(RECOVERY_DELAY_S)  # the live load runs alone first, as when an operator starts
-                ran = recover(env)
+                if runner == "cli":
+                    ran = recover(env)
+                else:
+                    served = serve_one_run(fake)
             loader.join()
             server_cpu = tree_cpu_seconds(server) - cpu_before
             server_wait = tree_run_queue_seconds(server) - wait_before
-            fake_cpu = cpu_seconds(fake_pid) - fake_before
+            fake_cpu = cpu_seconds(fake.pid) - fake_before
             load_after = load_average()
         result = outcome[0]
         recovered = rows(database, "recovery")
@@ -235,18 +274,33 @@ def one_round(
             server_wait_s=server_wait,
             fake_cpu_s=fake_cpu,
         )
+        span = (recovered[0], recovered[-1]) if recovered else (0.0, 0.0)
         if ran is not None:
             started, ended, cpu, output, code = ran
             round_.recovery = Recovery(
                 started=started,
                 ended=ended,
                 stored=len(recovered),
-                span=(recovered[0], recovered[-1]) if recovered else (0.0, 0.0),
+                span=span,
                 cpu_s=cpu,
                 output=output.strip().splitlines()[0] if output.strip() else "",
                 returncode=code,
             )
-            if ended > wrk_started + seconds:
+        if served is not None:
+            first, last = served
+            if first is None or last is None:
+                raise RuntimeError(f"{tag}: the service's recovery did not read the fake's last page")
+            round_.recovery = Recovery(
+                started=first,
+                ended=max(span[1], last),
+                stored=len(recovered),
+                span=span,
+                cpu_s=None,  # in the server's
+                output="in the service",
+                returncode=0,
+            )
+        if (recovery := round_.recovery) is not None:
+            if recovery.ended > wrk_started + seconds:
                 round_.notes.append("recovery outlasted the live load's budget")
             if len(recovered) != EVENTS:
                 round_.notes.append(f"{len(recovered)} recovered rows, not {EVENTS}")
@@ -268,7 +322,8 @@ def describe(round_: Round, offset: float, length: float) -> str:
         line += (
             f"\n  recovery: {ran.stored} stored in {ran.seconds:.2f} s = {ran.rate:,.0f} events/s "
             f"(rows' own span {last - first:.2f} s = {ran.stored / max(last - first, 1e-9):,.0f}/s); "
-            f"its CPU {ran.cpu_s:.1f} s; exit {ran.returncode}: {ran.output}"
+            + (f"its CPU {ran.cpu_s:.1f} s; " if ran.cpu_s is not None else "")
+            + f"exit {ran.returncode}: {ran.output}"
         )
     for note in round_.notes:
         line += f"\n  NOTE: {note}"
@@ -278,15 +333,23 @@ def describe(round_: Round, offset: float, length: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument(
+        "--runner", choices=("cli", "service"), default="cli", help="who runs the recovery (see above)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind, alternating")
     parser.add_argument("--seconds", type=float, default=20.0, help="the live load's length")
     parser.add_argument("--pace", type=float, default=0, help="RECOVERY_EVENTS_PER_SECOND of paced rounds")
+    parser.add_argument(
+        "--unpaced", action=argparse.BooleanOptionalAction, default=True, help="run unpaced rounds too"
+    )
     args = parser.parse_args()
     if args.database == "postgresql":
         ensure_postgres()
-    kinds = ("alone", "unpaced", "paced") if args.pace > 0 else ("alone", "unpaced")
+    kinds = ("alone",) + (("unpaced",) if args.unpaced else ()) + (("paced",) if args.pace > 0 else ())
+    if len(kinds) == 1:
+        parser.error("nothing to compare: --no-unpaced needs --pace")
     folder = Path(tempfile.mkdtemp(prefix="bench-recovery-alongside-"))
-    fake, fake_url = start_fake()
+    fake, fake_url = start_fake(held=args.runner == "service")
     cycles: list[dict[str, Round]] = []
     try:
         for number in range(args.rounds):
@@ -298,10 +361,11 @@ def main() -> None:
                     folder,
                     tag=tag,
                     kind=kind,
+                    runner=args.runner,
                     pace=args.pace,
                     seconds=args.seconds,
+                    fake=fake,
                     fake_url=fake_url,
-                    fake_pid=fake.pid,
                 )
                 print(f"round {tag} done, load {load_average()}", file=sys.stderr, flush=True)
             cycles.append(cycle)
@@ -310,7 +374,8 @@ def main() -> None:
         fake.stdin.close()
         fake.wait(10)
     print(
-        f"{args.database}, {EVENTS} events recovered during wrk -c {CONNECTIONS} for {args.seconds:.0f} s"
+        f"{args.database}, {EVENTS} events recovered by the {args.runner} during wrk -c {CONNECTIONS} "
+        f"for {args.seconds:.0f} s"
         + (f", paced rounds at RECOVERY_EVENTS_PER_SECOND={args.pace:.0f}" if args.pace > 0 else "")
     )
     for kind in kinds[1:]:
