@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/diagnose.py                      # 3 rounds of 8 s at 32 connections
     .venv/bin/python bench/diagnose.py --pg-option synchronous_commit=off   # a diagnostic, never our setting
+    .venv/bin/python bench/diagnose.py --pin                # the server on a core of its own
 
 Each round runs the ceiling, then ours on a fresh PostgreSQL database, under the same wrk replay as
 `make bench` (10% re-sends). While ours runs it samples, every 20 ms, what PostgreSQL's backends of that
@@ -11,9 +12,13 @@ anything below it; PostgreSQL: every `postgres` process; wrk). Around the measur
 own `/metrics` (events per batch, batch write time). `--pg-option` is set on ours' fresh database only
 (`ALTER DATABASE ... SET`, which every connection to it starts with, the writer's included), so the
 cluster stays durable for everything else.
+
+`--pin` gives the server under test (the ceiling, then ours) a core of its own, and puts wrk, this
+harness and PostgreSQL on the other (bench/cores.py).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -32,7 +37,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: `bench.*` imports from here
 
-from bench import burst, measure, servers  # noqa: E402
+from bench import burst, cores, measure, servers  # noqa: E402
 from bench.databases import PG_ADMIN, ensure_postgres, fresh_postgres  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -47,6 +52,8 @@ class Round:
     requests: int = 0
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # cores, by process group
+    # and the cores' worth of time its processes were runnable but waiting for a CPU
+    run_queue: dict[str, float] = field(default_factory=dict)
     waits: dict[str, float] = field(default_factory=dict)  # backends on average, by state/wait event
     counters: dict[str, float] = field(default_factory=dict)  # WAL, checkpoints, autovacuum, batches
 
@@ -55,6 +62,12 @@ def _ticks(pid: str) -> int:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _run_delay_ns(pid: str) -> int:
+    """Nanoseconds `pid` has spent runnable but waiting for a CPU (the second field of schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as schedstat:
+        return int(schedstat.read().split()[1])
 
 
 def _groups(server_pid: int) -> dict[str, str]:
@@ -78,19 +91,19 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.server_pid, self.database = server_pid, database
         self.stopped = threading.Event()
-        self.first: dict[tuple[str, str], int] = {}
-        self.last: dict[tuple[str, str], int] = {}
+        self.first: dict[tuple[str, str], tuple[int, int]] = {}  # (ticks, run delay ns) by (pid, group)
+        self.last: dict[tuple[str, str], tuple[int, int]] = {}
         self.waits: Counter[str] = Counter()
         self.samples = 0
 
     def _cpu(self) -> None:
         for pid, group in _groups(self.server_pid).items():
             try:
-                ticks = _ticks(pid)
+                counts = _ticks(pid), _run_delay_ns(pid)
             except OSError:
                 continue
-            self.first.setdefault((pid, group), ticks)
-            self.last[(pid, group)] = ticks
+            self.first.setdefault((pid, group), counts)
+            self.last[(pid, group)] = counts
 
     def run(self) -> None:
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -109,11 +122,17 @@ class Sampler(threading.Thread):
                 self.stopped.wait(0.02)
             self._cpu()
 
-    def cores(self, seconds: float) -> dict[str, float]:
+    def cores(self, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
+        """By process group: the cores used, and the cores' worth of time spent waiting for one."""
         used: Counter[str] = Counter()
-        for key, ticks in self.last.items():
-            used[key[1]] += ticks - self.first[key]
-        return {group: ticks / CLOCK_TICKS / seconds for group, ticks in used.items()}
+        waited: Counter[str] = Counter()
+        for key, (ticks, delay) in self.last.items():
+            used[key[1]] += ticks - self.first[key][0]
+            waited[key[1]] += delay - self.first[key][1]
+        return (
+            {group: ticks / CLOCK_TICKS / seconds for group, ticks in used.items()},
+            {group: delay / 1e9 / seconds for group, delay in waited.items()},
+        )
 
     def mean_waits(self) -> dict[str, float]:
         return {name: count / max(self.samples, 1) for name, count in self.waits.most_common()}
@@ -160,11 +179,11 @@ def run_once(spec: servers.ServerSpec, workdir: Path, seconds: float, options: l
         if database is not None and options:
             with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                 for option in options:
-                    name, value = option.split("=", 1)
+                    setting, value = option.split("=", 1)
                     admin.execute(
                         sql.SQL("ALTER DATABASE {} SET {} = {}").format(
                             sql.Identifier(database.url.rsplit("/", 1)[1]),
-                            sql.Identifier(name),
+                            sql.Identifier(setting),
                             sql.Literal(value),
                         )
                     )
@@ -201,7 +220,7 @@ def run_once(spec: servers.ServerSpec, workdir: Path, seconds: float, options: l
                     result.counters = _difference(_server_counters(admin, name), before)
                     result.counters.update(_difference(_batch_counters(server.url), batches_before))
         result.rps, result.p99_ms, result.requests = load.result.rps, load.result.p99_ms, load.result.requests
-        result.cpu, result.waits = sampler.cores(result.seconds), sampler.mean_waits()
+        (result.cpu, result.run_queue), result.waits = sampler.cores(result.seconds), sampler.mean_waits()
     return result
 
 
@@ -235,7 +254,8 @@ def report(ceiling: Round, ours: Round, index: int) -> None:
     per = max(ours.requests, 1)
     for label, run in (("ceiling", ceiling), ("ours", ours)):
         cpu = ", ".join(
-            f"{group} {cores:.2f} cores ({cores * run.seconds / max(run.requests, 1) * 1e6:.0f} us/req)"
+            f"{group} {cores:.2f} cores ({cores * run.seconds / max(run.requests, 1) * 1e6:.0f} us/req, "
+            f"{run.run_queue.get(group, 0.0):.2f} waiting for one)"
             for group, cores in sorted(run.cpu.items(), key=lambda item: -item[1])
             if cores >= 0.01
         )
@@ -273,13 +293,15 @@ def main() -> None:
         default=[],
         help="a PostgreSQL setting for ours' database only, e.g. synchronous_commit=off",
     )
+    parser.add_argument("--pin", action="store_true", help="the server on a core of its own (see above)")
     args = parser.parse_args()
     ensure_postgres()
     workdir = Path(tempfile.mkdtemp(prefix="diagnose-"))
-    for index in range(1, args.rounds + 1):
-        ceiling = run_once(servers.CEILING, workdir, args.seconds, [])
-        ours = run_once(servers.OURS, workdir, args.seconds, args.pg_option)
-        report(ceiling, ours, index)
+    with cores.server_apart() if args.pin else contextlib.nullcontext():
+        for index in range(1, args.rounds + 1):
+            ceiling = run_once(servers.CEILING, workdir, args.seconds, [])
+            ours = run_once(servers.OURS, workdir, args.seconds, args.pg_option)
+            report(ceiling, ours, index)
 
 
 if __name__ == "__main__":

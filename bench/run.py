@@ -5,6 +5,7 @@ in full mode, bench/results/throughput_p99.png.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from time import monotonic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: `bench.*` and the repository's modules import from here
 
-from bench import plan, report, servers, wrk  # noqa: E402
+from bench import cores, plan, report, servers, wrk  # noqa: E402
 from bench.databases import ensure_postgres  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -73,6 +74,11 @@ def main() -> None:
     parser.add_argument("--without-ours", action="store_true", help="ceiling and naive only")
     parser.add_argument("--keep", action="store_true", help="keep server logs and wrk output")
     parser.add_argument("--parts", help=f"a subset of {','.join(plan.PARTS)} (default: by mode)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="each server on a core of its own, wrk and PostgreSQL on the other (bench/cores.py)",
+    )
     args = parser.parse_args()
     mode = plan.QUICK if args.quick else plan.FULL
     parts = args.parts.split(",") if args.parts else plan.default_parts(mode)
@@ -86,8 +92,11 @@ def main() -> None:
     (RESULTS / "tmp").mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(dir=RESULTS / "tmp"))
     run = plan.Plan(mode, workdir, with_ours)
+    if args.pin:
+        run.extras["pinned"] = "each server on a core of its own; wrk and PostgreSQL on the other"
     try:
-        plan.run(run, parts)
+        with cores.server_apart() if args.pin else contextlib.nullcontext():
+            plan.run(run, parts)
     finally:
         if args.keep:
             print(f"kept {workdir}")
@@ -96,7 +105,7 @@ def main() -> None:
     seconds = monotonic() - began
     out = tables(run)
     for title, table in out.items():
-        print(f"\n## {title} ({mode.name} mode)\n{table}")
+        print(f"\n## {title} ({mode.name} mode{', --pin' if args.pin else ''})\n{table}")
     document = {
         "run": describe(run, seconds),
         "tables": out,

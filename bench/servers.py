@@ -12,6 +12,8 @@ from pathlib import Path
 from time import monotonic
 from types import TracebackType
 
+from bench import cores
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 # The same options for every server: only the application differs between rows of the table.
@@ -75,6 +77,8 @@ class Server:
             self.process = subprocess.Popen(
                 self.command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
             )
+        if (core := cores.server_core()) is not None:
+            cores.pin(self.process.pid, core)  # before it starts SQLite's writer, which inherits it
         self.started_at = monotonic()
         self.stop_outcome: StopOutcome | None = None
 
