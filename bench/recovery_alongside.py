@@ -4,11 +4,10 @@
 
 Each round has its own fresh database and its own server (ours, one worker, a Razorpay secret for the
 live load, Stripe's recovery settings pointing at the fake) and sends distinct signed Razorpay
-deliveries with wrk (32 connections). Rounds alternate: live load alone; live load with a recovery of
-10,000 events from the fake of Stripe's API (bench/fake_stripe.py, in a process of its own) started
-RECOVERY_DELAY_S into it (unless --no-unpaced); and, with --pace N (0: not run), the same with
-RECOVERY_EVENTS_PER_SECOND=N.
-The recovery runs one of two ways:
+deliveries with wrk (32 connections). Rounds alternate: live load alone; live load with an unpaced
+recovery of 10,000 events from the fake of Stripe's API (bench/fake_stripe.py, in a process of its own)
+started RECOVERY_DELAY_S into it (left out with --no-unpaced); and, with --pace N (0: not run), the same
+with RECOVERY_EVENTS_PER_SECOND=N. The recovery runs one of two ways:
 
 - `--runner cli` (the default): `python -m cli recover --provider stripe`, as an operator runs it, in
   its own process with its own writer, against the same database. Its window is from the process's
