@@ -12,6 +12,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+from bench import procfs
+
 SERVER_CORE, OTHERS_CORE = 0, 1
 SERVER_CORE_ENV = "BENCH_SERVER_CORE"
 
@@ -26,12 +28,7 @@ def pin(pid: int, core: int | None) -> None:
 
 
 def postgres_pids() -> list[int]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as comm:
-            if comm.read().strip() == "postgres":
-                pids.append(int(pid))
-    return pids
+    return [pid for pid, name in procfs.names().items() if name == "postgres"]
 
 
 def server_core() -> int | None:

@@ -19,12 +19,11 @@ harness and PostgreSQL on the other (bench/cores.py).
 
 import argparse
 import contextlib
-import os
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: `bench.*` imports from here
 
-from bench import burst, cores, measure, servers  # noqa: E402
+from bench import burst, cores, measure, procfs, servers  # noqa: E402
 from bench.databases import PG_ADMIN, ensure_postgres, fresh_postgres  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = 32
 
 
@@ -58,30 +56,13 @@ class Round:
     counters: dict[str, float] = field(default_factory=dict)  # WAL, checkpoints, autovacuum, batches
 
 
-def _ticks(pid: str) -> int:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _run_delay_ns(pid: str) -> int:
-    """Nanoseconds `pid` has spent runnable but waiting for a CPU (the second field of schedstat)."""
-    with open(f"/proc/{pid}/schedstat") as schedstat:
-        return int(schedstat.read().split()[1])
-
-
-def _groups(server_pid: int) -> dict[str, str]:
+def _groups(server_pid: int) -> dict[int, str]:
     """Every process by pid: 'ours' (the server and what it started), 'postgres', 'wrk' or 'other'."""
-    ours = {str(server_pid), *map(str, servers._descendants(server_pid))}
-    out: dict[str, str] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/comm") as comm:
-                name = comm.read().strip()
-        except OSError:
-            continue
-        out[pid] = "ours" if pid in ours else name if name in ("postgres", "wrk") else "other"
-    return out
+    ours = {server_pid, *servers._descendants(server_pid)}
+    return {
+        pid: "ours" if pid in ours else name if name in ("postgres", "wrk") else "other"
+        for pid, name in procfs.names().items()
+    }
 
 
 class Sampler(threading.Thread):
@@ -91,15 +72,16 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.server_pid, self.database = server_pid, database
         self.stopped = threading.Event()
-        self.first: dict[tuple[str, str], tuple[int, int]] = {}  # (ticks, run delay ns) by (pid, group)
-        self.last: dict[tuple[str, str], tuple[int, int]] = {}
+        # (CPU seconds, seconds waiting for a CPU) by (pid, group), at the first and the last sample
+        self.first: dict[tuple[int, str], tuple[float, float]] = {}
+        self.last: dict[tuple[int, str], tuple[float, float]] = {}
         self.waits: Counter[str] = Counter()
         self.samples = 0
 
     def _cpu(self) -> None:
         for pid, group in _groups(self.server_pid).items():
             try:
-                counts = _ticks(pid), _run_delay_ns(pid)
+                counts = procfs.cpu_seconds(pid), procfs.run_queue_seconds(pid)
             except OSError:
                 continue
             self.first.setdefault((pid, group), counts)
@@ -124,14 +106,14 @@ class Sampler(threading.Thread):
 
     def cores(self, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
         """By process group: the cores used, and the cores' worth of time spent waiting for one."""
-        used: Counter[str] = Counter()
-        waited: Counter[str] = Counter()
-        for key, (ticks, delay) in self.last.items():
-            used[key[1]] += ticks - self.first[key][0]
-            waited[key[1]] += delay - self.first[key][1]
+        used: defaultdict[str, float] = defaultdict(float)
+        waited: defaultdict[str, float] = defaultdict(float)
+        for key, (cpu, queued) in self.last.items():
+            used[key[1]] += cpu - self.first[key][0]
+            waited[key[1]] += queued - self.first[key][1]
         return (
-            {group: ticks / CLOCK_TICKS / seconds for group, ticks in used.items()},
-            {group: delay / 1e9 / seconds for group, delay in waited.items()},
+            {group: cpu / seconds for group, cpu in used.items()},
+            {group: queued / seconds for group, queued in waited.items()},
         )
 
     def mean_waits(self) -> dict[str, float]:

@@ -33,7 +33,7 @@ import nats
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from bench import forward_latency, payloads, wrk
+from bench import forward_latency, payloads, procfs, wrk
 from bench.databases import fresh
 from bench.recovery_alongside import cpu_seconds
 from bench.servers import OURS, ROOT, Server, free_port
@@ -107,15 +107,11 @@ def cpu_by_group(server: Server, relay: subprocess.Popen[bytes] | None) -> dict[
     groups["relay"] = cpu_seconds(relay.pid) if relay is not None else 0.0
     for name in ("postgres", "nats-server"):
         groups[name] = 0.0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            name = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            continue
+    for pid, name in procfs.names().items():
         if name in ("postgres", "nats-server"):
-            groups[name] += cpu_seconds(int(pid))
+            groups[name] += cpu_seconds(pid)
     idle = Path("/proc/stat").read_text().split("\n", 1)[0].split()[4:6]  # idle, iowait
-    groups["idle"] = sum(map(int, idle)) / os.sysconf("SC_CLK_TCK")
+    groups["idle"] = sum(map(int, idle)) / procfs.CLOCK_TICKS
     return groups
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench import payloads, wrk
+from bench import payloads, procfs, wrk
 from bench.databases import Database, ensure_postgres, fresh
 from bench.servers import OURS, ROOT, Server
 from tests.recovery.fake_api import STRIPE_KEY
@@ -101,10 +101,9 @@ def load_average() -> str:
 def cpu_seconds(pid: int) -> float:
     """User + system seconds of `pid` so far, 0 once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return procfs.cpu_seconds(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(server: Server) -> float:
@@ -112,10 +111,10 @@ def tree_cpu_seconds(server: Server) -> float:
 
 
 def run_queue_seconds(pid: int) -> float:
-    """Seconds `pid` has spent runnable but waiting for a CPU (/proc/<pid>/schedstat), 0 once gone."""
+    """Seconds `pid` has spent runnable but waiting for a CPU, 0 once it is gone."""
     try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
+        return procfs.run_queue_seconds(pid)
+    except OSError:
         return 0.0
 
 
